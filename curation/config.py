@@ -1,0 +1,122 @@
+"""``pipeline.yaml``: one pydantic model per section, validated before any work starts.
+
+Each stage owns its config model (next to the stage); this module composes them and turns
+validation errors into messages that name the key and, for unknown keys, the allowed ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from stages.probe import ProbeConfig
+from stages.shot_split import ShotSplitConfig
+from stages.video_filter import VideoFilterConfig
+from stages.video_score import VideoScoreConfig
+
+DEFAULT_EXTENSIONS = ["mp4", "mkv", "mov", "webm", "avi", "m4v", "mpg", "mpeg", "ts", "m2ts",
+                      "mts", "flv", "wmv", "3gp", "ogv", "mxf"]
+
+
+class InputConfig(BaseModel):
+    """How videos are found under the input folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    extensions: list[str] = Field(default_factory=lambda: list(DEFAULT_EXTENSIONS))
+    probe_unknown: bool = Field(
+        True, description="Ask ffprobe about files with other extensions; keep those with video."
+    )
+    ignore_extensions: list[str] = Field(
+        default_factory=lambda: ["txt", "json", "md", "srt", "vtt", "jpg", "jpeg", "png", "py",
+                                 "yaml", "yml", "csv", "parquet", "tar", "zip", "gz", "nfo"],
+        description="Never probed when probe_unknown is on (sidecars, stills, archives).",
+    )
+    follow_symlinks: bool = True
+
+
+class StagesConfig(BaseModel):
+    """Per-stage settings, in pipeline order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    probe: ProbeConfig = ProbeConfig()
+    video_score: VideoScoreConfig = VideoScoreConfig()
+    video_filter: VideoFilterConfig = VideoFilterConfig()
+    shot_split: ShotSplitConfig = ShotSplitConfig()
+
+
+class OutputConfig(BaseModel):
+    """How results are written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    videos_per_part: int = Field(64, ge=1, description="Finished videos per Parquet part file.")
+    flush_seconds: float = Field(30.0, gt=0, description="Write a part at least this often.")
+
+
+class PipelineConfig(BaseModel):
+    """The whole ``pipeline.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: InputConfig = InputConfig()
+    stages: StagesConfig = StagesConfig()
+    output: OutputConfig = OutputConfig()
+
+    def fingerprint(self) -> str:
+        """Short hash of the settings that change results (not output batching)."""
+        relevant = self.model_dump(mode="json", exclude={"output"})
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class ConfigError(ValueError):
+    """``pipeline.yaml`` is unreadable or invalid; the message names every bad key."""
+
+
+def load_config(path: Path | None) -> PipelineConfig:
+    """Read and validate ``path`` (defaults when None)."""
+    if path is None:
+        return PipelineConfig()
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot read config: {err}") from None
+    return parse_config(data, str(path))
+
+
+def parse_config(data: Any, source: str = "config") -> PipelineConfig:
+    """Validate a parsed YAML document."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: top level must be a mapping, got {type(data).__name__}")
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as err:
+        lines = [_describe(e) for e in err.errors()]
+        raise ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines)) from None
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(error["loc"][:-1])
+        return f"{key}: unknown key; allowed keys here: {', '.join(allowed)}"
+    given = error.get("input")
+    shown = "" if isinstance(given, dict) else f" (got {given!r})"
+    return f"{key}: {error['msg']}{shown}"
+
+
+def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = PipelineConfig
+    for part in parent:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)

@@ -1,0 +1,150 @@
+"""Frame access for the analysis stages: decord first, PyAV when decord cannot open the file.
+
+Both readers give RGB ``uint8`` frames at a requested analysis size, per-frame presentation times
+(so variable-frame-rate video gets true timestamps), and key-frame indices for cheap sampling.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class FrameReader(Protocol):
+    """What the stages need from a decoder."""
+
+    backend: str
+    num_frames: int
+
+    def frame_times(self) -> np.ndarray:
+        """(num_frames, 2) start and end time of every frame, in seconds."""
+
+    def key_indices(self) -> list[int]:
+        """Display-order indices of the key frames."""
+
+    def frames_at(self, indices: list[int]) -> np.ndarray:
+        """Frames at ``indices`` as (n, H, W, 3) RGB."""
+
+    def iter_batches(self, batch_size: int) -> Iterator[np.ndarray]:
+        """All frames in display order, in batches of (b, H, W, 3) RGB."""
+
+
+def analysis_size(width: int, height: int, target_width: int) -> tuple[int, int]:
+    """(w, h) with width ``target_width`` (never upscaled) and the source aspect, both even."""
+    w = min(target_width, width)
+    h = max(2, int(round(height * w / width / 2)) * 2)
+    return max(2, w - w % 2), h
+
+
+def open_reader(path: str, size: tuple[int, int] | None = None) -> FrameReader:
+    """Open ``path`` with decord; fall back to PyAV if decord refuses it."""
+    try:
+        return DecordReader(path, size)
+    except Exception as err:  # decord raises its own DECORDError or RuntimeError
+        log.info("decord could not open %s (%s); using PyAV", path, err)
+        return PyAVReader(path, size)
+
+
+class DecordReader:
+    """Random-access reader over decord's VideoReader."""
+
+    backend = "decord"
+
+    def __init__(self, path: str, size: tuple[int, int] | None) -> None:
+        import decord
+
+        kwargs = {"width": size[0], "height": size[1]} if size else {}
+        self._vr = decord.VideoReader(path, num_threads=0, **kwargs)
+        self.num_frames = len(self._vr)
+        if self.num_frames == 0:
+            raise ValueError("decord found no frames")
+
+    def frame_times(self) -> np.ndarray:
+        return np.asarray(self._vr.get_frame_timestamp(range(self.num_frames)), dtype=np.float64)
+
+    def key_indices(self) -> list[int]:
+        return [int(i) for i in self._vr.get_key_indices()]
+
+    def frames_at(self, indices: list[int]) -> np.ndarray:
+        return self._vr.get_batch(list(indices)).asnumpy()
+
+    def iter_batches(self, batch_size: int) -> Iterator[np.ndarray]:
+        self._vr.seek(0)
+        for start in range(0, self.num_frames, batch_size):
+            stop = min(self.num_frames, start + batch_size)
+            yield self._vr.get_batch(list(range(start, stop))).asnumpy()
+
+
+class PyAVReader:
+    """Sequential reader over PyAV, for containers and codecs decord cannot handle."""
+
+    backend = "pyav"
+
+    def __init__(self, path: str, size: tuple[int, int] | None) -> None:
+        import av
+
+        self._path = path
+        self._size = size
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            packets = [
+                (p.pts, p.is_keyframe)
+                for p in container.demux(stream)
+                if p.pts is not None and p.size > 0
+            ]
+            self._time_base = float(stream.time_base)
+            rate = stream.average_rate or stream.guessed_rate
+            self._frame_s = 1.0 / float(rate) if rate else 0.04
+        packets.sort()
+        self._pts = np.array([p for p, _ in packets], dtype=np.float64)
+        self._keys = [i for i, (_, key) in enumerate(packets) if key]
+        self.num_frames = len(packets)
+        if self.num_frames == 0:
+            raise ValueError(f"PyAV found no video frames in {path}")
+
+    def frame_times(self) -> np.ndarray:
+        start = (self._pts - self._pts[0]) * self._time_base
+        end = np.append(start[1:], start[-1] + self._frame_s)
+        return np.stack([start, end], axis=1)
+
+    def key_indices(self) -> list[int]:
+        return list(self._keys)
+
+    def frames_at(self, indices: list[int]) -> np.ndarray:
+        wanted = set(indices)
+        keys = set(self._keys)
+        if wanted <= keys:  # key frames only: let the decoder skip everything else
+            order = sorted(keys)
+            frames = zip(order, self._decode(keys_only=True), strict=False)
+        else:
+            frames = enumerate(self._decode())
+        picked = {i: f for i, f in frames if i in wanted}
+        return np.stack([picked[i] for i in indices])
+
+    def iter_batches(self, batch_size: int) -> Iterator[np.ndarray]:
+        batch: list[np.ndarray] = []
+        for frame in self._decode():
+            batch.append(frame)
+            if len(batch) == batch_size:
+                yield np.stack(batch)
+                batch = []
+        if batch:
+            yield np.stack(batch)
+
+    def _decode(self, keys_only: bool = False) -> Iterator[np.ndarray]:
+        import av
+
+        with av.open(self._path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if keys_only:
+                stream.codec_context.skip_frame = "NONKEY"
+            for frame in container.decode(stream):
+                if self._size:
+                    frame = frame.reformat(width=self._size[0], height=self._size[1])
+                yield frame.to_ndarray(format="rgb24")

@@ -1,0 +1,141 @@
+"""Find the videos under an input folder and give each a stable, content-derived ``video_id``.
+
+``video_id`` hashes the file size and three 1 MiB samples (start, middle, end), so it survives
+renames and moves and costs three reads per file however long the video is. Files that share
+that id are compared in full: byte-identical ones become ``duplicate`` rows pointing at the first
+(by path), different ones get an id from their full hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+from curation.config import InputConfig
+from curation.records import Record, Status
+from stages.probe import ProbeError, apply_probe, run_ffprobe
+
+log = logging.getLogger(__name__)
+
+_SAMPLE_BYTES = 1 << 20
+
+
+def discover(root: Path, config: InputConfig) -> list[Record]:
+    """One record per video file under ``root``, sorted by path, duplicates marked."""
+    records = [_new_record(path, root) for path in _walk(root, config)]
+    _assign_ids(records)
+    return sorted(records, key=lambda r: r["path"])
+
+
+def _walk(root: Path, config: InputConfig) -> list[Path]:
+    """Candidate files, each directory visited once even through symlink loops."""
+    known = {e.lower().lstrip(".") for e in config.extensions}
+    ignored = {e.lower().lstrip(".") for e in config.ignore_extensions}
+    seen_dirs: set[str] = set()
+    found: list[Path] = []
+    for directory, subdirs, files in os.walk(root, followlinks=config.follow_symlinks):
+        real = os.path.realpath(directory)
+        if real in seen_dirs:
+            subdirs.clear()
+            continue
+        seen_dirs.add(real)
+        subdirs.sort()
+        for name in sorted(files):
+            path = Path(directory, name)
+            suffix = path.suffix.lower().lstrip(".")
+            if path.is_symlink() and not config.follow_symlinks:
+                continue
+            if suffix in known or (
+                config.probe_unknown and suffix not in ignored and _ffprobe_sees_video(path)
+            ):
+                found.append(path)
+    return found
+
+
+def _ffprobe_sees_video(path: Path) -> bool:
+    try:
+        if path.stat().st_size == 0:
+            return False
+        info = run_ffprobe(str(path.absolute()), timeout_s=20)
+    except (OSError, ProbeError, TimeoutError, ValueError) as err:
+        log.debug("not a video: %s (%s)", path, err)
+        return False
+    except Exception:  # subprocess.TimeoutExpired and friends
+        return False
+    record = apply_probe({"status": Status.PENDING.value}, info, "discover")
+    return record["status"] == Status.PENDING.value
+
+
+def _new_record(path: Path, root: Path) -> Record:
+    record: Record = {
+        "path": str(path.absolute()),
+        "rel_path": str(path.relative_to(root)),
+        "status": Status.PENDING.value,
+        "reason": None,
+        "duplicate_of": None,
+    }
+    try:
+        record["size_bytes"] = path.stat().st_size
+        record["video_id"] = quick_fingerprint(path, record["size_bytes"])
+    except OSError as err:
+        cause = "broken symlink" if path.is_symlink() and not path.exists() else err.strerror
+        record.update(
+            size_bytes=None,
+            video_id=_hash_text(f"unreadable:{record['rel_path']}"),
+            status=Status.FAILED.value,
+            reject_stage="discover",
+            reject_rule="unreadable",
+            reason=f"discover.unreadable: cannot read file: {cause}",
+        )
+    return record
+
+
+def quick_fingerprint(path: Path, size: int) -> str:
+    """16-hex id from the size and three 1 MiB samples of the file."""
+    digest = hashlib.blake2b(str(size).encode(), digest_size=8)
+    with open(path, "rb") as handle:
+        for offset in sorted({0, max(0, size // 2 - _SAMPLE_BYTES // 2), max(0, size - _SAMPLE_BYTES)}):
+            handle.seek(offset)
+            digest.update(handle.read(_SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
+def full_hash(path: Path) -> str:
+    """16-hex blake2b of the whole file."""
+    digest = hashlib.blake2b(digest_size=8)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _assign_ids(records: list[Record]) -> None:
+    """Resolve records sharing a quick fingerprint: duplicates or distinct files."""
+    groups: dict[str, list[Record]] = {}
+    for record in records:
+        if record["status"] == Status.PENDING.value:
+            groups.setdefault(record["video_id"], []).append(record)
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        firsts: dict[str, Record] = {}
+        for record in sorted(group, key=lambda r: r["path"]):
+            content = full_hash(Path(record["path"]))
+            original = firsts.setdefault(content, record)
+            if original is record:
+                record["video_id"] = record["video_id"] if len(firsts) == 1 else content
+                continue
+            record.update(
+                video_id=_hash_text(f"{original['video_id']}:{record['rel_path']}"),
+                status=Status.DUPLICATE.value,
+                duplicate_of=original["video_id"],
+                reject_stage="discover",
+                reject_rule="duplicate",
+                reason=f"discover.duplicate: byte-identical to {original['rel_path']}",
+            )
+
+
+def _hash_text(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()

@@ -1,0 +1,17 @@
+"""Per-stage compute resources: what the runner asks Ray for when it maps a stage."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Resources(BaseModel):
+    """CPU/GPU share one worker of a stage reserves, and how many workers may run at once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per worker of this stage.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs reserved per worker (0 = CPU only).")
+    max_workers: int | None = Field(
+        None, ge=1, description="Upper bound on concurrent workers; null lets Ray decide."
+    )

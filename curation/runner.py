@@ -1,0 +1,186 @@
+"""``curate run``: discover, skip what is done, map the stages with Ray Data, commit parts.
+
+The driver discovers files, writes rows for files that need no processing (duplicates,
+unreadable), and streams the rest through a Ray Dataset, one map per stage sized from the
+config. Finished videos come back to the driver as they complete and are committed in batches
+by :class:`~curation.writer.PartWriter`; a killed run resumes from the last committed part.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from curation.config import PipelineConfig
+from curation.discover import discover
+from curation.plan import StageCall, build_plan
+from curation.records import Record, Status, fail
+from curation.run_state import check_run_state
+from curation.summary import write_summary
+from curation.writer import PartWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOptions:
+    """Command-line choices of one ``curate run``."""
+
+    ray_address: str | None = None
+    num_cpus: int | None = None
+    limit: int | None = None
+    overwrite: bool = False
+    config_path: str | None = None
+
+
+@dataclass
+class RunResult:
+    """What happened in this invocation (the summary covers the whole output folder)."""
+
+    discovered: int = 0
+    skipped_done: int = 0
+    processed: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    summary: dict = field(default_factory=dict)
+
+
+def run(raw_dir: Path, out_dir: Path, config: PipelineConfig, options: RunOptions) -> RunResult:
+    """Curate ``raw_dir`` into ``out_dir``; safe to rerun after a crash."""
+    started = time.perf_counter()
+    if not raw_dir.is_dir():
+        raise FileNotFoundError(f"input folder does not exist: {raw_dir}")
+    if options.overwrite and out_dir.exists():
+        for name in ("videos", "shots", "summary.json", "run.json"):
+            target = out_dir / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_run_state(out_dir, config)
+    writer = PartWriter(out_dir)
+    done = writer.done_ids()
+    records = discover(raw_dir, config.input)
+    result = RunResult(discovered=len(records))
+    todo = [r for r in records if r["video_id"] not in done]
+    result.skipped_done = len(records) - len(todo)
+    if options.limit is not None:
+        todo = todo[: options.limit]
+    log.info("found %d files under %s: %d already done, %d to do",
+             len(records), raw_dir, result.skipped_done, len(todo))
+    settled = [r for r in todo if r["status"] != Status.PENDING.value]
+    writer.write(settled)
+    pending = [r for r in todo if r["status"] == Status.PENDING.value]
+    if pending:
+        finished = _process_on_ray(pending, config, options, writer)
+        result.failed = sum(r["status"] == Status.FAILED.value for r in finished)
+    result.processed = len(todo)
+    result.seconds = time.perf_counter() - started
+    result.summary = write_summary(out_dir, config, result.seconds)
+    return result
+
+
+def _process_on_ray(
+    pending: list[Record], config: PipelineConfig, options: RunOptions, writer: PartWriter
+) -> list[Record]:
+    """Stream ``pending`` through the stages; commit results as they arrive."""
+    import ray
+
+    started_here = _init_ray(options)
+    try:
+        dataset = _build_dataset(pending, config)
+        batch = _Batcher(writer, config.output.videos_per_part, config.output.flush_seconds)
+        seen: set[str] = set()
+        for row in dataset.iter_rows():
+            record = _finish(dict(row))
+            seen.add(record["video_id"])
+            _log_progress(record, len(seen), len(pending))
+            batch.add(record)
+        lost = [
+            fail(dict(r), "runner", "worker_lost", "the worker died while processing this file")
+            for r in pending if r["video_id"] not in seen
+        ]
+        for record in lost:
+            batch.add(record)
+        batch.flush()
+        return batch.finished
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _init_ray(options: RunOptions) -> bool:
+    """Connect to ``options.ray_address`` or start a local Ray; True if we started it."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if ray.is_initialized():
+        return False
+    if options.ray_address:
+        import curation
+        import stages
+
+        ray.init(address=options.ray_address, log_to_driver=False,
+                 runtime_env={"py_modules": [curation, stages]})
+    else:
+        ray.init(num_cpus=options.num_cpus, include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def _build_dataset(pending: list[Record], config: PipelineConfig):  # noqa: ANN202 - ray Dataset
+    import ray
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    context.enable_progress_bars = False
+    context.max_errored_blocks = -1  # a crashed worker loses its videos, not the whole run
+    dataset = ray.data.from_items(pending, override_num_blocks=min(len(pending), 10_000))
+    for planned in build_plan(config):
+        res = planned.resources
+        dataset = dataset.map(
+            StageCall(planned.stage),
+            num_cpus=res.num_cpus,
+            num_gpus=res.num_gpus or None,
+            concurrency=res.max_workers,
+        )
+    return dataset
+
+
+def _finish(record: Record) -> Record:
+    """A record that went through every stage alive is accepted."""
+    if record["status"] == Status.PENDING.value:
+        record["status"] = Status.ACCEPTED.value
+    record["shots"] = [dict(s) for s in record.get("shots") or []]
+    return record
+
+
+class _Batcher:
+    """Collects finished records and commits a part every N records or T seconds."""
+
+    def __init__(self, writer: PartWriter, size: int, seconds: float) -> None:
+        self.writer, self.size, self.seconds = writer, size, seconds
+        self.buffer: list[Record] = []
+        self.finished: list[Record] = []
+        self.last_flush = time.monotonic()
+
+    def add(self, record: Record) -> None:
+        self.buffer.append(record)
+        self.finished.append({k: record.get(k) for k in ("video_id", "status")})
+        if len(self.buffer) >= self.size or time.monotonic() - self.last_flush > self.seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        self.writer.write(self.buffer)
+        self.buffer = []
+        self.last_flush = time.monotonic()
+
+
+def _log_progress(record: Record, done: int, total: int) -> None:
+    status = record["status"]
+    detail = f"{record.get('num_shots')} shots" if status == "accepted" else record["reason"]
+    print(f"[{done}/{total}] {status:9s} {record['rel_path']}: {detail}", file=sys.stderr,
+          flush=True)

@@ -1,0 +1,160 @@
+"""Probe stage: container and stream facts from ffprobe (through ffmpeg-python).
+
+Writes ``container``, ``codec``, ``pix_fmt``, ``duration_s``, ``fps``, ``fps_variable``, ``width``,
+``height``, ``rotation``, ``num_frames``, ``audio_streams``, ``bitrate``. Files ffprobe cannot read
+fail with ffprobe's own error lines; files without a moving picture are rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from fractions import Fraction
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from curation.records import Record, fail, reject
+from curation.resources import Resources
+
+# Demuxers and codecs that hold a still picture, not a video.
+_IMAGE_FORMAT_MARKERS = ("image2", "_pipe")
+_IMAGE_CODECS = {"png", "bmp", "tiff", "webp", "jpegls", "qoi", "ppm", "pgm", "pam"}
+
+
+class ProbeConfig(BaseModel):
+    """Settings of the probe stage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout_s: float = Field(60.0, gt=0, description="Seconds before ffprobe is abandoned.")
+    resources: Resources = Resources(num_cpus=0.5)
+
+
+class ProbeStage:
+    """Reads container/stream metadata of one video file with ffprobe."""
+
+    name: ClassVar[str] = "probe"
+
+    def __init__(self, config: ProbeConfig) -> None:
+        self.config = config
+
+    def setup(self) -> None:
+        """Nothing to load: ffprobe is a subprocess."""
+
+    def process(self, record: Record) -> Record:
+        """Fill the probe columns of ``record`` or reject/fail it with the cause."""
+        path = record["path"]
+        if os.path.getsize(path) == 0:
+            return fail(record, self.name, "empty_file", "file is empty (0 bytes)")
+        try:
+            info = run_ffprobe(path, self.config.timeout_s)
+        except subprocess.TimeoutExpired:
+            return fail(record, self.name, "timeout", f"ffprobe took over {self.config.timeout_s} s")
+        except ProbeError as err:
+            return fail(record, self.name, "unreadable_container", str(err))
+        return apply_probe(record, info, self.name)
+
+
+class ProbeError(RuntimeError):
+    """ffprobe exited non-zero; the message is its last few stderr lines."""
+
+
+def run_ffprobe(path: str, timeout_s: float) -> dict[str, Any]:
+    """Run ffprobe on ``path`` (no shell) and return its JSON document."""
+    import ffmpeg  # ffmpeg-python; imported here so the config layer stays light
+
+    try:
+        return ffmpeg.probe(path, timeout=timeout_s)
+    except ffmpeg.Error as err:
+        raise ProbeError(_ffprobe_message(err.stderr.decode(errors="replace"), path)) from None
+    except json.JSONDecodeError as err:
+        raise ProbeError(f"ffprobe printed invalid JSON: {err}") from None
+
+
+def _ffprobe_message(stderr: str, path: str) -> str:
+    """ffprobe's distinct error lines, without the file path and demuxer prefixes."""
+    lines: list[str] = []
+    for line in stderr.splitlines():
+        line = line.replace(f"{path}: ", "").strip()
+        line = line.split("] ", 1)[1] if line.startswith("[") and "] " in line else line
+        if line and line not in lines:
+            lines.append(line)
+    return "; ".join(lines[-3:]) or "ffprobe failed without a message"
+
+
+def apply_probe(record: Record, info: dict[str, Any], stage: str) -> Record:
+    """Copy the facts of ffprobe's ``info`` into ``record``; reject non-videos."""
+    fmt = info.get("format", {})
+    streams = info.get("streams", [])
+    audio = [s for s in streams if s.get("codec_type") == "audio"]
+    videos = [
+        s
+        for s in streams
+        if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")
+    ]
+    record["container"] = fmt.get("format_name")
+    record["audio_streams"] = len(audio)
+    record["bitrate"] = _int_or_none(fmt.get("bit_rate"))
+    if not videos:
+        kinds = sorted({s.get("codec_type", "unknown") for s in streams}) or ["none"]
+        return reject(
+            record, stage, "no_video_stream", ",".join(kinds),
+            f"no video stream (streams: {', '.join(kinds)})",
+        )
+    video = videos[0]
+    record["codec"] = video.get("codec_name")
+    if _is_still_image(record["container"] or "", record["codec"] or ""):
+        return reject(
+            record, stage, "still_image", record["container"],
+            f"a still image ({record['container']}/{record['codec']}), not a video",
+        )
+    record["pix_fmt"] = video.get("pix_fmt")
+    record["width"] = _int_or_none(video.get("width"))
+    record["height"] = _int_or_none(video.get("height"))
+    record["rotation"] = _rotation(video)
+    rate = _rate(video.get("r_frame_rate"))
+    avg = _rate(video.get("avg_frame_rate"))
+    record["fps"] = avg or rate
+    record["fps_variable"] = bool(rate and avg and abs(rate - avg) > 0.01 * rate)
+    duration = _float_or_none(video.get("duration")) or _float_or_none(fmt.get("duration"))
+    record["duration_s"] = duration
+    frames = _int_or_none(video.get("nb_frames"))
+    if frames is None and duration and record["fps"]:
+        frames = round(duration * record["fps"])
+    record["num_frames"] = frames
+    return record
+
+
+def _is_still_image(container: str, codec: str) -> bool:
+    return codec in _IMAGE_CODECS or any(m in container for m in _IMAGE_FORMAT_MARKERS)
+
+
+def _rotation(stream: dict[str, Any]) -> int:
+    for side in stream.get("side_data_list", []):
+        if "rotation" in side:
+            return int(round(float(side["rotation"]))) % 360
+    rotate = stream.get("tags", {}).get("rotate")
+    return int(rotate) % 360 if rotate else 0
+
+
+def _rate(text: str | None) -> float | None:
+    if not text or text in ("0/0", "0/1"):
+        return None
+    value = float(Fraction(text))
+    return value if value > 0 else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None

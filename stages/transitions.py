@@ -1,0 +1,204 @@
+"""Gradual-transition detection and boundary labelling, the second detector beside PySceneDetect.
+
+PySceneDetect's ContentDetector sees hard cuts; fades and dissolves spread their change over many
+frames, each below its threshold. :class:`GradualTransitionDetector` runs the twin-comparison
+idea (Zhang et al., 1993) on small luma frames: a run of frames whose frame-to-frame change stays
+above a low threshold is a candidate; it is a transition when the frames before and after the run
+differ a lot *and* the middle frame is close to their average, which is what a dissolve or fade
+is (a camera pan or moving object fails this blend test). :func:`label_boundaries` then fuses
+cuts and spans into one ordered list of labelled boundaries, and :func:`tile_shots` turns that
+into shots that tile the video.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+BOUNDARY_CLEAN = "clean"
+BOUNDARY_TRANSITION = "transition"
+BOUNDARY_START = "video_start"
+BOUNDARY_END = "video_end"
+
+
+class GradualConfig(BaseModel):
+    """Thresholds of the gradual-transition detector (luma levels on a 0-255 scale)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    signal_size: tuple[int, int] = (64, 36)
+    low_change: float = Field(1.0, gt=0, description="Least mean |frame diff| of a candidate.")
+    motion_ratio: float = Field(
+        1.4, ge=1, description="A candidate's frame diffs exceed the recent median times this."
+    )
+    min_total_change: float = Field(20.0, gt=0, description="Mean |after - before| required.")
+    max_blend_residual: float = Field(
+        0.3, gt=0, description="|mid - (before+after)/2| / |after - before| allowed."
+    )
+    min_frames: int = Field(4, ge=2, description="Shortest transition, in frames.")
+    dark_luma: float = Field(24.0, ge=0, description="Mean luma of the black in a fade.")
+    max_seconds: float = Field(3.0, gt=0, description="Longest transition, in seconds.")
+
+
+@dataclass(frozen=True)
+class Span:
+    """Frames ``[start, end)`` that blend two shots."""
+
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """Where one shot ends and the next begins; ``span`` is set for transitions."""
+
+    frame: int
+    kind: str
+    span: Span | None = None
+
+
+class GradualTransitionDetector:
+    """Online twin-comparison detector fed one small luma frame at a time."""
+
+    def __init__(self, config: GradualConfig, fps: float) -> None:
+        self.config = config
+        self.max_frames = max(config.min_frames + 1, int(round(config.max_seconds * fps)))
+        self.spans: list[Span] = []
+        self._prev: np.ndarray | None = None
+        self._recent: deque[float] = deque(maxlen=max(3, int(round(fps))))  # diffs outside runs
+        self._run: list[np.ndarray] = []  # [frame before the run, changing frames...]
+        self._run_start = 0
+        self._run_diffs: list[float] = []
+        self._run_threshold = 0.0
+
+    def push(self, index: int, luma: np.ndarray) -> None:
+        """Feed frame ``index`` (frames must come in order) as a small float32 luma image."""
+        prev, self._prev = self._prev, luma
+        if prev is None:
+            return
+        diff = float(np.abs(luma - prev).mean())
+        if not self._run:
+            # Motion inside a shot raises every frame diff; a transition must stand above it.
+            baseline = float(np.median(self._recent)) if self._recent else 0.0
+            self._run_threshold = max(self.config.low_change, baseline * self.config.motion_ratio)
+        if diff >= self._run_threshold:
+            if not self._run:
+                self._run, self._run_start, self._run_diffs = [prev], index, []
+            self._run.append(luma)
+            self._run_diffs.append(diff)
+            self._check_run_length(index + 1)
+        else:
+            self._recent.append(diff)
+            if self._run:
+                self._close(index)
+
+    def _check_run_length(self, end: int) -> None:
+        """End a run too long for a transition (motion), and test a run that fills the first
+        second of a video before any baseline exists (a fade-in, or motion)."""
+        length = len(self._run) - 1
+        diffs = self._run_diffs
+        if length > self.max_frames:
+            self._run = []
+        elif len(self._recent) < 3 and length >= (self._recent.maxlen or 0):
+            found = len(self.spans)
+            self._close(end)
+            if len(self.spans) > found:
+                return
+        else:
+            return
+        self._recent.extend(diffs)
+
+    def finish(self, num_frames: int) -> list[Span]:
+        """Close any open candidate and return all spans found."""
+        if self._run:
+            self._close(num_frames)
+        return self.spans
+
+    def _close(self, end: int) -> None:
+        run, start = self._run, self._run_start
+        self._run = []
+        if len(run) - 1 < self.config.min_frames:
+            return
+        if self._is_blend(run) or self._is_fade_through_dark(run):
+            # run[-1] (frame end-1) is the first frame of settled new content.
+            self.spans.append(Span(start, end - 1))
+
+    def _is_blend(self, run: list[np.ndarray], min_total: float | None = None) -> bool:
+        """The middle frame is close to the average of the first and last: a dissolve/fade."""
+        before, after = run[0], run[-1]
+        total = float(np.abs(after - before).mean())
+        if total < (self.config.min_total_change if min_total is None else min_total):
+            return False
+        middle = run[len(run) // 2]
+        residual = float(np.abs(middle - (before + after) / 2).mean()) / total
+        return residual <= self.config.max_blend_residual
+
+    def _is_fade_through_dark(self, run: list[np.ndarray]) -> bool:
+        """A fade out to a dark frame followed by a fade in: two blends meeting at the darkest."""
+        means = [float(f.mean()) for f in run]
+        dark = int(np.argmin(means))
+        if means[dark] > self.config.dark_luma or dark < 2 or dark > len(run) - 3:
+            return False
+        half = self.config.min_total_change / 2
+        return self._is_blend(run[: dark + 1], half) and self._is_blend(run[dark:], half)
+
+
+def label_boundaries(
+    cuts: list[int], spans: list[Span], num_frames: int, min_shot_frames: int
+) -> list[Boundary]:
+    """Fuse hard cuts and transition spans into ordered boundaries.
+
+    A cut within ``min_shot_frames`` of a span belongs to that transition and widens it. Spans closer than
+    ``min_shot_frames`` to each other merge (a fade out, black, fade in is one transition).
+    A transition's boundary sits in the middle of its span.
+    """
+    merged: list[Span] = []
+    for span in sorted(spans, key=lambda s: s.start):
+        if merged and span.start - merged[-1].end < min_shot_frames:
+            merged[-1] = Span(merged[-1].start, max(span.end, merged[-1].end))
+        else:
+            merged.append(span)
+    clean: list[int] = []
+    for cut in cuts:
+        near = [i for i, s in enumerate(merged)
+                if s.start - min_shot_frames <= cut <= s.end + min_shot_frames]
+        if not near:
+            clean.append(cut)
+            continue
+        # The content detector fires where a blend's change peaks or completes: widen the span.
+        span = merged[near[0]]
+        merged[near[0]] = Span(min(span.start, cut), max(span.end, cut))
+    boundaries = [Boundary((s.start + s.end) // 2, BOUNDARY_TRANSITION, s) for s in merged]
+    boundaries += [Boundary(cut, BOUNDARY_CLEAN) for cut in clean]
+    boundaries.sort(key=lambda b: b.frame)
+    kept: list[Boundary] = []
+    for b in boundaries:
+        if b.frame <= 0 or b.frame >= num_frames:
+            continue
+        if kept and b.frame - kept[-1].frame < min_shot_frames:
+            continue  # cuts are already spaced by the detector; this guards the fused list
+        kept.append(b)
+    return kept
+
+
+def tile_shots(boundaries: list[Boundary], num_frames: int) -> list[dict]:
+    """Shots ``[start_frame, end_frame)`` between consecutive boundaries, covering the video."""
+    edges = [Boundary(0, BOUNDARY_START), *boundaries, Boundary(num_frames, BOUNDARY_END)]
+    shots = []
+    for index, (first, last) in enumerate(zip(edges, edges[1:], strict=False)):
+        shots.append({
+            "shot_index": index,
+            "start_frame": first.frame,
+            "end_frame": last.frame,
+            "boundary_in": first.kind,
+            "boundary_out": last.kind,
+            "transition_in_start": first.span.start if first.span else None,
+            "transition_in_end": first.span.end if first.span else None,
+            "transition_out_start": last.span.start if last.span else None,
+            "transition_out_end": last.span.end if last.span else None,
+        })
+    return shots

@@ -1,0 +1,96 @@
+"""Test videos made with the system ffmpeg from lavfi sources, with their true boundaries.
+
+Every generator writes H.264 mp4 and returns the ground truth the tests check against.
+No command goes through a shell.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+# Visually distinct lavfi sources; each is a different "shot".
+SOURCES = [
+    "testsrc2=size={w}x{h}:rate={fps}",
+    "smptehdbars=size={w}x{h}:rate={fps}",
+    "mandelbrot=size={w}x{h}:rate={fps}",
+    "gradients=size={w}x{h}:rate={fps}:speed=0.02",
+    "rgbtestsrc=size={w}x{h}:rate={fps}",
+]
+
+
+def _ffmpeg(args: list[str]) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
+def _inputs(frames: list[int], w: int, h: int, fps: int) -> list[str]:
+    args: list[str] = []
+    for i, n in enumerate(frames):
+        src = SOURCES[i % len(SOURCES)].format(w=w, h=h, fps=fps)
+        args += ["-f", "lavfi", "-i", f"{src},trim=end_frame={n},setpts=PTS-STARTPTS,format=yuv420p"]
+    return args
+
+
+def _encode(path: Path, fps: int) -> list[str]:
+    return ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", str(2 * fps),
+            "-pix_fmt", "yuv420p", "-r", str(fps), str(path)]
+
+
+def make_cuts(path: Path, frames: list[int], w: int = 320, h: int = 180, fps: int = 24) -> list[int]:
+    """Concatenate shots of ``frames`` frames each; return the cut frames."""
+    n = len(frames)
+    graph = "".join(f"[{i}:v]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]"
+    _ffmpeg([*_inputs(frames, w, h, fps), "-filter_complex", graph, "-map", "[v]",
+             *_encode(path, fps)])
+    cuts, total = [], 0
+    for count in frames[:-1]:
+        total += count
+        cuts.append(total)
+    return cuts
+
+
+def make_dissolve(
+    path: Path, first: int, second: int, blend: int, w: int = 320, h: int = 180, fps: int = 24
+) -> tuple[int, int]:
+    """Shot A (``first`` frames) dissolving into B over ``blend`` frames; return the blend span.
+
+    xfade starts the blend at frame ``first - blend`` of the output; the span is that frame up to
+    the first frame of pure B.
+    """
+    offset = (first - blend) / fps
+    graph = f"[0:v][1:v]xfade=transition=fade:duration={blend / fps}:offset={offset}[v]"
+    _ffmpeg([*_inputs([first, second], w, h, fps), "-filter_complex", graph, "-map", "[v]",
+             *_encode(path, fps)])
+    return first - blend, first
+
+
+def make_fade_through_black(
+    path: Path, first: int, second: int, fade: int, w: int = 320, h: int = 180, fps: int = 24
+) -> tuple[int, int]:
+    """A fades out to black over ``fade`` frames, then B fades in; return the whole fade span."""
+    graph = (
+        f"[0:v]fade=t=out:s={first - fade}:n={fade}[a];"
+        f"[1:v]fade=t=in:s=0:n={fade}[b];[a][b]concat=n=2:v=1:a=0[v]"
+    )
+    _ffmpeg([*_inputs([first, second], w, h, fps), "-filter_complex", graph, "-map", "[v]",
+             *_encode(path, fps)])
+    return first - fade, first + fade
+
+
+def make_letterboxed(path: Path, frames: int, w: int, h: int, bar: int, fps: int = 24) -> None:
+    """A ``w`` x ``h`` video whose picture has black bars of ``bar`` px at top and bottom."""
+    src = SOURCES[0].format(w=w, h=h - 2 * bar, fps=fps)
+    _ffmpeg(["-f", "lavfi", "-i", f"{src},trim=end_frame={frames},pad={w}:{h}:0:{bar}:black",
+             *_encode(path, fps)])
+
+
+def make_audio_only(path: Path, seconds: float = 2.0) -> None:
+    """An mp4 holding only an AAC tone."""
+    _ffmpeg(["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:a", "aac",
+             str(path)])
+
+
+def make_image(path: Path) -> None:
+    """A PNG picture written to ``path`` whatever its extension."""
+    _ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=320x180", "-frames:v", "1", "-c:v", "png",
+             "-f", "image2", str(path)])

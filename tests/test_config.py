@@ -1,0 +1,48 @@
+"""pipeline.yaml validation: bad configs fail before any work, naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from curation.config import ConfigError, PipelineConfig, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_pipeline_yaml_is_valid_and_matches_the_defaults() -> None:
+    assert load_config(ROOT / "pipeline.yaml") == PipelineConfig()
+
+
+def test_unknown_key_names_the_key_and_the_allowed_ones() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({"stages": {"video_filter": {"min_duration": 3}}})
+    message = str(err.value)
+    assert "stages.video_filter.min_duration: unknown key" in message
+    assert "min_duration_s" in message and "max_border_fraction" in message
+
+
+def test_wrong_type_and_range_name_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"stages\.shot_split\.cut_threshold: .* \(got 'high'\)"):
+        parse_config({"stages": {"shot_split": {"cut_threshold": "high"}}})
+    with pytest.raises(ConfigError, match=r"stages\.video_score\.border_luma"):
+        parse_config({"stages": {"video_score": {"border_luma": 300}}})
+    with pytest.raises(ConfigError, match="min_fps .* is above max_fps"):
+        parse_config({"stages": {"video_filter": {"min_fps": 60, "max_fps": 30}}})
+
+
+def test_unreadable_or_non_mapping_yaml(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stages: [unclosed\n")
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        parse_config(["a"])
+
+
+def test_fingerprint_ignores_output_batching_only() -> None:
+    base = PipelineConfig()
+    assert base.fingerprint() == parse_config({"output": {"videos_per_part": 1}}).fingerprint()
+    changed = parse_config({"stages": {"shot_split": {"cut_threshold": 30}}})
+    assert base.fingerprint() != changed.fingerprint()

@@ -1,0 +1,77 @@
+"""Shot split on generated videos with exact boundaries and on real footage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stages.probe import ProbeConfig, ProbeStage
+from stages.shot_split import ShotSplitConfig, ShotSplitStage
+
+
+def _split(path: Path, **settings: object) -> dict:
+    record = ProbeStage(ProbeConfig()).process({"path": str(path), "status": "pending"})
+    return ShotSplitStage(ShotSplitConfig(**settings)).process(record)
+
+
+def _assert_tiles(record: dict) -> None:
+    shots = record["shots"]
+    assert shots[0]["start_frame"] == 0 and shots[-1]["end_frame"] == record["frames_decoded"]
+    for before, after in zip(shots, shots[1:], strict=False):
+        assert before["end_frame"] == after["start_frame"]
+        assert before["boundary_out"] == after["boundary_in"]
+        assert before["end_time"] == pytest.approx(after["start_time"], abs=1e-6)
+    assert [s["shot_index"] for s in shots] == list(range(len(shots)))
+    assert shots[0]["boundary_in"] == "video_start" and shots[-1]["boundary_out"] == "video_end"
+
+
+def test_generated_hard_cuts_are_exact(generated: dict[str, Path]) -> None:
+    record = _split(generated["cuts"])  # shots of 30, 50, 40, 60 frames
+    assert [s["start_frame"] for s in record["shots"]] == [0, 30, 80, 120]
+    assert {s["boundary_out"] for s in record["shots"][:-1]} == {"clean"}
+    assert record["shots"][1]["start_time"] == pytest.approx(30 / 24)
+    _assert_tiles(record)
+
+
+def test_bikes_cuts_match_ground_truth(bikes: Path) -> None:
+    record = _split(bikes)
+    found = [s["start_frame"] for s in record["shots"][1:]]
+    assert len(found) == 5
+    for got, truth in zip(found, [30, 76, 137, 187, 242], strict=True):
+        assert abs(got - truth) <= 1
+    _assert_tiles(record)
+
+
+def test_dissolve_is_one_transition_with_its_span(generated: dict[str, Path]) -> None:
+    record = _split(generated["dissolve"])  # blend over frames [48, 72)
+    first, second = record["shots"]
+    assert first["boundary_out"] == second["boundary_in"] == "transition"
+    span = (first["transition_out_start"], first["transition_out_end"])
+    assert abs(span[0] - 48) <= 2 and abs(span[1] - 72) <= 2, span
+    assert span[0] < first["end_frame"] < span[1]
+    assert (second["transition_in_start"], second["transition_in_end"]) == span
+    _assert_tiles(record)
+
+
+def test_fade_through_black_is_one_transition(generated: dict[str, Path]) -> None:
+    record = _split(generated["fade"])  # fade out over [60, 72), fade in over [72, 84)
+    assert len(record["shots"]) == 2
+    first = record["shots"][0]
+    assert first["boundary_out"] == "transition"
+    assert abs(first["transition_out_start"] - 60) <= 2
+    assert abs(first["transition_out_end"] - 84) <= 2
+    _assert_tiles(record)
+
+
+def test_gradual_detector_off_turns_a_dissolve_into_at_most_a_cut(
+    generated: dict[str, Path],
+) -> None:
+    record = _split(generated["dissolve"], gradual={"enabled": False})
+    assert all(s["boundary_out"] in ("clean", "video_end") for s in record["shots"])
+
+
+def test_single_shot_video_is_one_shot(generated: dict[str, Path]) -> None:
+    record = _split(generated["letterbox"])
+    assert record["num_shots"] == 1 and record["frames_decoded"] == 48
+    _assert_tiles(record)
