@@ -51,3 +51,7 @@ def run_command(raw_dir: Path, out_dir: Path, config_path: Path | None, ray_addr
     if strict and result.failed:
         click.echo(f"curate: --strict: {result.failed} file(s) failed", err=True)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

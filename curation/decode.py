@@ -1,7 +1,8 @@
-"""Frame access for the analysis stages: decord first, PyAV when decord cannot open the file.
+"""Frame access for the analysis stages.
 
-Both readers give RGB ``uint8`` frames at a requested analysis size, per-frame presentation times
-(so variable-frame-rate video gets true timestamps), and key-frame indices for cheap sampling.
+Random access (sampled frames): decord first, PyAV when decord cannot open the file; both readers
+give RGB ``uint8`` frames at a requested size, per-frame presentation times and key-frame indices.
+Whole-video passes: :func:`iter_analysis_frames`, a PyAV pass that costs about one plain decode.
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ class FrameReader(Protocol):
 
 
 def analysis_size(width: int, height: int, target_width: int) -> tuple[int, int]:
-    """(w, h) with width ``target_width`` (never upscaled) and the source aspect, both even."""
-    w = min(target_width, width)
-    h = max(2, int(round(height * w / width / 2)) * 2)
-    return max(2, w - w % 2), h
+    """(w, h) with width ``target_width`` (never upscaled) and the source aspect, both
+    multiples of 4 (so 4:2:0 chroma planes downscale to whole rows)."""
+    w = max(4, min(target_width, width) // 4 * 4)
+    h = max(4, int(round(height * w / width / 4)) * 4)
+    return w, h
 
 
 def open_reader(path: str, size: tuple[int, int] | None = None) -> FrameReader:
@@ -148,3 +150,39 @@ class PyAVReader:
                 if self._size:
                     frame = frame.reformat(width=self._size[0], height=self._size[1])
                 yield frame.to_ndarray(format="rgb24")
+
+
+def iter_analysis_frames(
+    path: str, size: tuple[int, int], skip_loop_filter: bool = True
+) -> Iterator[tuple[float, np.ndarray]]:
+    """(presentation time in s, BGR frame at ``size``) for every frame, in one PyAV pass.
+
+    The fast path for full-video analysis. The decoder skips the deblocking filter (invisible
+    at analysis size) and the three YUV 4:2:0 planes are downscaled before colour conversion,
+    so the pass costs about one plain decode (benchmarks/RESULTS.md).
+    """
+    import av
+    import cv2
+
+    width, height = size
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if skip_loop_filter:
+            stream.codec_context.options = {"skip_loop_filter": "all"}
+        first: float | None = None
+        for frame in container.decode(stream):
+            seconds = float(frame.time) if frame.time is not None else 0.0
+            first = seconds if first is None else first
+            if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
+                planes = frame.to_ndarray()
+                h, w = frame.height, frame.width
+                chroma = planes[h:].reshape(2, h // 2, w // 2)
+                small = np.concatenate([
+                    cv2.resize(planes[:h], (width, height), interpolation=cv2.INTER_LINEAR),
+                    *(cv2.resize(c, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
+                      .reshape(height // 4, width) for c in chroma),
+                ])
+                yield seconds - first, cv2.cvtColor(small, cv2.COLOR_YUV2BGR_I420)
+            else:
+                yield seconds - first, frame.reformat(width, height, format="bgr24").to_ndarray()

@@ -1,6 +1,6 @@
 """Shot split stage: one decode pass at analysis size feeds two detectors.
 
-Frames come once from the decoder at ``analysis_width``. Each goes to PySceneDetect's
+Frames come once from PyAV at ``analysis_width`` (:func:`curation.decode.iter_analysis_frames`). Each goes to PySceneDetect's
 ContentDetector (hard cuts, through its ``process_frame``) and to
 :class:`~stages.transitions.GradualTransitionDetector` (fades and dissolves). Boundaries are
 labelled ``clean`` or ``transition`` with their frame span, and the shots tile the decoded
@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from curation.decode import analysis_size, open_reader
+from curation.decode import analysis_size, iter_analysis_frames
 from curation.records import Record, fail
 from curation.resources import Resources
 from stages.transitions import GradualConfig, GradualTransitionDetector, label_boundaries, tile_shots
@@ -28,7 +28,9 @@ class ShotSplitConfig(BaseModel):
     analysis_width: int = Field(256, ge=32, description="Width frames are decoded at.")
     cut_threshold: float = Field(27.0, gt=0, description="ContentDetector threshold.")
     min_shot_s: float = Field(0.5, ge=0, description="Shortest shot, in seconds.")
-    batch_frames: int = Field(64, ge=1, description="Frames fetched from the decoder at once.")
+    fast_decode: bool = Field(
+        True, description="Skip H.264/HEVC deblocking in the analysis pass (about 15% faster)."
+    )
     gradual: GradualConfig = GradualConfig()
     resources: Resources = Resources(num_cpus=1.0)
 
@@ -67,30 +69,26 @@ def detect_shots(
     from scenedetect import ContentDetector, FrameTimecode
 
     min_shot_frames = max(1, int(round(config.min_shot_s * fps)))
-    reader = open_reader(path, analysis_size(width, height, config.analysis_width))
+    size = analysis_size(width, height, config.analysis_width)
     content = ContentDetector(threshold=config.cut_threshold, min_scene_len=min_shot_frames)
     gradual = GradualTransitionDetector(config.gradual, fps)
-    signal_size = config.gradual.signal_size
     cuts: list[int] = []
-    index = 0
-    for batch in reader.iter_batches(config.batch_frames):
-        bgr = np.ascontiguousarray(batch[..., ::-1])
-        for frame in bgr:
-            timecode = FrameTimecode(index, fps=fps)
-            cuts += [tc.frame_num for tc in content.process_frame(timecode, frame)]
-            if config.gradual.enabled:
-                luma = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-                small = cv2.resize(luma, signal_size, interpolation=cv2.INTER_AREA)
-                gradual.push(index, small.astype(np.float32))
-            index += 1
-    if index == 0:
+    times: list[float] = []
+    for index, (seconds, frame) in enumerate(iter_analysis_frames(path, size, config.fast_decode)):
+        times.append(seconds)
+        cuts += [tc.frame_num for tc in content.process_frame(FrameTimecode(index, fps=fps), frame)]
+        if config.gradual.enabled:
+            luma = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            small = cv2.resize(luma, config.gradual.signal_size, interpolation=cv2.INTER_AREA)
+            gradual.push(index, small.astype(np.float32))
+    count = len(times)
+    if count == 0:
         raise ValueError("no frame could be decoded")
-    cuts += [tc.frame_num for tc in content.post_process(FrameTimecode(index, fps=fps))]
-    spans = gradual.finish(index)
-    boundaries = label_boundaries(sorted(set(cuts)), spans, index, min_shot_frames)
-    shots = tile_shots(boundaries, index)
-    times = reader.frame_times()
+    cuts += [tc.frame_num for tc in content.post_process(FrameTimecode(count, fps=fps))]
+    boundaries = label_boundaries(sorted(set(cuts)), gradual.finish(count), count, min_shot_frames)
+    shots = tile_shots(boundaries, count)
+    times.append(times[-1] + 1.0 / fps)  # end of the last frame
     for shot in shots:
-        shot["start_time"] = float(times[shot["start_frame"]][0])
-        shot["end_time"] = float(times[shot["end_frame"] - 1][1])
-    return shots, index
+        shot["start_time"] = times[shot["start_frame"]]
+        shot["end_time"] = times[shot["end_frame"]]
+    return shots, count

@@ -46,3 +46,8 @@ def test_fingerprint_ignores_output_batching_only() -> None:
     assert base.fingerprint() == parse_config({"output": {"videos_per_part": 1}}).fingerprint()
     changed = parse_config({"stages": {"shot_split": {"cut_threshold": 30}}})
     assert base.fingerprint() != changed.fingerprint()
+
+
+@pytest.mark.parametrize("preset", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_presets_are_valid(preset: Path) -> None:
+    assert load_config(preset) != PipelineConfig()

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs everything MoGA-Curate needs on a fresh Debian machine of this kind:
+# the system ffmpeg (with ffprobe and libx264), the pinned Python packages, scenedetect without
+# its GUI opencv-python dependency, and this package itself (editable).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+if ! command -v ffprobe >/dev/null; then
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq ffmpeg
+fi
+PY=${PYTHON:-python3}
+$PY -m pip install -q -r requirements.txt
+$PY -m pip install -q --no-deps scenedetect==0.7.2
+$PY -m pip install -q --no-deps -e .
+command -v pyenv >/dev/null && pyenv rehash || true
