@@ -6,9 +6,13 @@ they know nothing of Ray. The runner in :mod:`curation.runner` maps them.
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol
+from typing import ClassVar, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel
 
 from curation.records import Record
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
 class Stage(Protocol):
@@ -21,3 +25,15 @@ class Stage(Protocol):
 
     def process(self, record: Record) -> Record:
         """Add this stage's columns to ``record``, or reject/fail it."""
+
+
+class ConfiguredStage(Generic[ConfigT]):
+    """Base for stages that hold their validated config and need no per-worker setup."""
+
+    name: ClassVar[str]
+
+    def __init__(self, config: ConfigT) -> None:
+        self.config = config
+
+    def setup(self) -> None:
+        """Nothing to load by default; stages with models override this."""

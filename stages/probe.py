@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from curation.records import Record, fail, reject
 from curation.resources import Resources
+from stages import ConfiguredStage
 
 # Demuxers and codecs that hold a still picture, not a video.
 _IMAGE_FORMAT_MARKERS = ("image2", "_pipe")
@@ -32,16 +33,10 @@ class ProbeConfig(BaseModel):
     resources: Resources = Resources(num_cpus=0.5)
 
 
-class ProbeStage:
+class ProbeStage(ConfiguredStage[ProbeConfig]):
     """Reads container/stream metadata of one video file with ffprobe."""
 
     name: ClassVar[str] = "probe"
-
-    def __init__(self, config: ProbeConfig) -> None:
-        self.config = config
-
-    def setup(self) -> None:
-        """Nothing to load: ffprobe is a subprocess."""
 
     def process(self, record: Record) -> Record:
         """Fill the probe columns of ``record`` or reject/fail it with the cause."""

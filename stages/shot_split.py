@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from curation.decode import analysis_size, iter_analysis_frames
 from curation.records import Record, fail
 from curation.resources import Resources
+from stages import ConfiguredStage
 from stages.transitions import GradualConfig, GradualTransitionDetector, label_boundaries, tile_shots
 
 
@@ -35,13 +36,10 @@ class ShotSplitConfig(BaseModel):
     resources: Resources = Resources(num_cpus=1.0)
 
 
-class ShotSplitStage:
+class ShotSplitStage(ConfiguredStage[ShotSplitConfig]):
     """Detects shots of one accepted video."""
 
     name: ClassVar[str] = "shot_split"
-
-    def __init__(self, config: ShotSplitConfig) -> None:
-        self.config = config
 
     def setup(self) -> None:
         """Import PySceneDetect once per worker."""

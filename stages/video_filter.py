@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from curation.records import Record, reject
 from curation.resources import Resources
+from stages import ConfiguredStage
 
 
 class VideoFilterConfig(BaseModel):
@@ -64,16 +65,10 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
 }
 
 
-class VideoFilterStage:
+class VideoFilterStage(ConfiguredStage[VideoFilterConfig]):
     """Applies the video-level thresholds, first broken rule wins."""
 
     name: ClassVar[str] = "video_filter"
-
-    def __init__(self, config: VideoFilterConfig) -> None:
-        self.config = config
-
-    def setup(self) -> None:
-        """Nothing to load."""
 
     def process(self, record: Record) -> Record:
         """Reject ``record`` at the first rule it breaks; leave it live otherwise."""

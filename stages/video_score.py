@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from curation.decode import analysis_size, open_reader
 from curation.records import Record, fail
 from curation.resources import Resources
+from stages import ConfiguredStage
 
 
 class VideoScoreConfig(BaseModel):
@@ -33,16 +34,10 @@ class VideoScoreConfig(BaseModel):
     resources: Resources = Resources(num_cpus=1.0)
 
 
-class VideoScoreStage:
+class VideoScoreStage(ConfiguredStage[VideoScoreConfig]):
     """Scores a whole video on sampled frames."""
 
     name: ClassVar[str] = "video_score"
-
-    def __init__(self, config: VideoScoreConfig) -> None:
-        self.config = config
-
-    def setup(self) -> None:
-        """Nothing to load."""
 
     def process(self, record: Record) -> Record:
         """Fill the ``vs_*`` and ``border_*`` columns of ``record``."""
