@@ -1,7 +1,7 @@
 """Frame access for the analysis stages.
 
 Random access (sampled frames): decord first, PyAV when decord cannot open the file; both readers
-give RGB ``uint8`` frames at a requested size, per-frame presentation times and key-frame indices.
+give RGB ``uint8`` frames at a requested size and key-frame indices.
 Whole-video passes: :func:`iter_analysis_frames`, a PyAV pass that costs about one plain decode.
 """
 
@@ -22,17 +22,11 @@ class FrameReader(Protocol):
     backend: str
     num_frames: int
 
-    def frame_times(self) -> np.ndarray:
-        """(num_frames, 2) start and end time of every frame, in seconds."""
-
     def key_indices(self) -> list[int]:
         """Display-order indices of the key frames."""
 
     def frames_at(self, indices: list[int]) -> np.ndarray:
         """Frames at ``indices`` as (n, H, W, 3) RGB."""
-
-    def iter_batches(self, batch_size: int) -> Iterator[np.ndarray]:
-        """All frames in display order, in batches of (b, H, W, 3) RGB."""
 
 
 def analysis_size(width: int, height: int, target_width: int) -> tuple[int, int]:
@@ -66,24 +60,15 @@ class DecordReader:
         if self.num_frames == 0:
             raise ValueError("decord found no frames")
 
-    def frame_times(self) -> np.ndarray:
-        return np.asarray(self._vr.get_frame_timestamp(range(self.num_frames)), dtype=np.float64)
-
     def key_indices(self) -> list[int]:
         return [int(i) for i in self._vr.get_key_indices()]
 
     def frames_at(self, indices: list[int]) -> np.ndarray:
         return self._vr.get_batch(list(indices)).asnumpy()
 
-    def iter_batches(self, batch_size: int) -> Iterator[np.ndarray]:
-        self._vr.seek(0)
-        for start in range(0, self.num_frames, batch_size):
-            stop = min(self.num_frames, start + batch_size)
-            yield self._vr.get_batch(list(range(start, stop))).asnumpy()
-
 
 class PyAVReader:
-    """Sequential reader over PyAV, for containers and codecs decord cannot handle."""
+    """Reader over PyAV for containers and codecs decord cannot handle (seeks by decoding)."""
 
     backend = "pyav"
 
@@ -99,20 +84,11 @@ class PyAVReader:
                 for p in container.demux(stream)
                 if p.pts is not None and p.size > 0
             ]
-            self._time_base = float(stream.time_base)
-            rate = stream.average_rate or stream.guessed_rate
-            self._frame_s = 1.0 / float(rate) if rate else 0.04
-        packets.sort()
-        self._pts = np.array([p for p, _ in packets], dtype=np.float64)
+        packets.sort()  # decode order to display order
         self._keys = [i for i, (_, key) in enumerate(packets) if key]
         self.num_frames = len(packets)
         if self.num_frames == 0:
             raise ValueError(f"PyAV found no video frames in {path}")
-
-    def frame_times(self) -> np.ndarray:
-        start = (self._pts - self._pts[0]) * self._time_base
-        end = np.append(start[1:], start[-1] + self._frame_s)
-        return np.stack([start, end], axis=1)
 
     def key_indices(self) -> list[int]:
         return list(self._keys)
@@ -127,16 +103,6 @@ class PyAVReader:
             frames = enumerate(self._decode())
         picked = {i: f for i, f in frames if i in wanted}
         return np.stack([picked[i] for i in indices])
-
-    def iter_batches(self, batch_size: int) -> Iterator[np.ndarray]:
-        batch: list[np.ndarray] = []
-        for frame in self._decode():
-            batch.append(frame)
-            if len(batch) == batch_size:
-                yield np.stack(batch)
-                batch = []
-        if batch:
-            yield np.stack(batch)
 
     def _decode(self, keys_only: bool = False) -> Iterator[np.ndarray]:
         import av

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import subprocess
 from pathlib import Path
 
 from curation.config import InputConfig
@@ -59,10 +60,8 @@ def _ffprobe_sees_video(path: Path) -> bool:
         if path.stat().st_size == 0:
             return False
         info = run_ffprobe(str(path.absolute()), timeout_s=20)
-    except (OSError, ProbeError, TimeoutError, ValueError) as err:
+    except (OSError, ProbeError, subprocess.TimeoutExpired) as err:
         log.debug("not a video: %s (%s)", path, err)
-        return False
-    except Exception:  # subprocess.TimeoutExpired and friends
         return False
     record = apply_probe({"status": Status.PENDING.value}, info, "discover")
     return record["status"] == Status.PENDING.value

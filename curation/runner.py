@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,10 +74,11 @@ def run(raw_dir: Path, out_dir: Path, config: PipelineConfig, options: RunOption
              len(records), raw_dir, result.skipped_done, len(todo))
     settled = [r for r in todo if r["status"] != Status.PENDING.value]
     writer.write(settled)
+    statuses = Counter(r["status"] for r in settled)
     pending = [r for r in todo if r["status"] == Status.PENDING.value]
     if pending:
-        finished = _process_on_ray(pending, config, options, writer)
-        result.failed = sum(r["status"] == Status.FAILED.value for r in finished)
+        statuses += _process_on_ray(pending, config, options, writer)
+    result.failed = statuses[Status.FAILED.value]
     result.processed = len(todo)
     result.seconds = time.perf_counter() - started
     result.summary = write_summary(out_dir, config, result.seconds)
@@ -85,8 +87,8 @@ def run(raw_dir: Path, out_dir: Path, config: PipelineConfig, options: RunOption
 
 def _process_on_ray(
     pending: list[Record], config: PipelineConfig, options: RunOptions, writer: PartWriter
-) -> list[Record]:
-    """Stream ``pending`` through the stages; commit results as they arrive."""
+) -> Counter[str]:
+    """Stream ``pending`` through the stages; commit results as they arrive; count statuses."""
     import ray
 
     started_here = _init_ray(options)
@@ -106,7 +108,7 @@ def _process_on_ray(
         for record in lost:
             batch.add(record)
         batch.flush()
-        return batch.finished
+        return batch.statuses
     finally:
         if started_here:
             ray.shutdown()
@@ -164,12 +166,12 @@ class _Batcher:
     def __init__(self, writer: PartWriter, size: int, seconds: float) -> None:
         self.writer, self.size, self.seconds = writer, size, seconds
         self.buffer: list[Record] = []
-        self.finished: list[Record] = []
+        self.statuses: Counter[str] = Counter()
         self.last_flush = time.monotonic()
 
     def add(self, record: Record) -> None:
         self.buffer.append(record)
-        self.finished.append({k: record.get(k) for k in ("video_id", "status")})
+        self.statuses[record["status"]] += 1
         if len(self.buffer) >= self.size or time.monotonic() - self.last_flush > self.seconds:
             self.flush()
 

@@ -1,7 +1,7 @@
 """Shot split stage: one decode pass at analysis size feeds two detectors.
 
-Frames come once from PyAV at ``analysis_width`` (:func:`curation.decode.iter_analysis_frames`). Each goes to PySceneDetect's
-ContentDetector (hard cuts, through its ``process_frame``) and to
+Frames come once from PyAV at ``analysis_width`` (:func:`curation.decode.iter_analysis_frames`).
+Each goes to PySceneDetect's ContentDetector (hard cuts, through its ``process_frame``) and to
 :class:`~stages.transitions.GradualTransitionDetector` (fades and dissolves). Boundaries are
 labelled ``clean`` or ``transition`` with their frame span, and the shots tile the decoded
 frames exactly. Writes ``shots`` (a list of shot rows), ``num_shots`` and ``frames_decoded``.

@@ -48,8 +48,9 @@ class VideoScoreStage(ConfiguredStage[VideoScoreConfig]):
             frames = reader.frames_at(indices)
         except Exception as err:  # decoder errors come in many types
             return fail(record, self.name, "decode_error", f"{type(err).__name__}: {err}")
-        record.update(score_frames(_to_luma(frames), self.config))
-        box = active_box(_to_luma(frames), self.config.border_luma)
+        luma = _to_luma(frames)
+        box = active_box(luma, self.config.border_luma)
+        record.update(score_frames(luma, box, self.config))
         record.update(_box_columns(box, size, record["width"], record["height"]))
         record["decoder"] = reader.backend
         return record
@@ -66,11 +67,13 @@ def sample_indices(key_indices: list[int], num_frames: int, wanted: int) -> list
     return sorted(set(spread) | set(keys))
 
 
-def score_frames(luma: np.ndarray, config: VideoScoreConfig) -> dict[str, float | int]:
-    """Clarity and exposure over (n, H, W) uint8 luma frames, inside the active picture."""
+def score_frames(
+    luma: np.ndarray, box: tuple[int, int, int, int] | None, config: VideoScoreConfig
+) -> dict[str, float | int]:
+    """Clarity and exposure over (n, H, W) uint8 luma frames, inside the active picture ``box``
+    (from :func:`active_box`; None when the picture is all black)."""
     import cv2
 
-    box = active_box(luma, config.border_luma)
     if box is None:  # the whole picture is black
         return {"vs_frames": len(luma), "vs_clarity": 0.0, "vs_mean_luma": float(luma.mean()),
                 "vs_underexposed": 1.0, "vs_overexposed": 0.0}

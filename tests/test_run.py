@@ -15,12 +15,12 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
+from curation.schema import STAGE_NAMES
 from tests import media
 
 pytestmark = pytest.mark.slow
 CURATE = [sys.executable, "-m", "curation.cli"]
-VOLATILE = {"path", "decoder"} | {c for c in ("seconds_probe", "seconds_video_score",
-                                              "seconds_video_filter", "seconds_shot_split")}
+VOLATILE = {"path", "decoder", *(f"seconds_{name}" for name in STAGE_NAMES)}
 
 
 def _curate(*args: str, **kwargs: object) -> subprocess.CompletedProcess:
@@ -49,8 +49,10 @@ def test_every_file_appears_once_with_a_status(
     tmp_path: Path, sample_folder: Path, bad_inputs: dict
 ) -> None:
     for path, _, _ in bad_inputs.values():
-        os.replace(path, sample_folder / path.name) if not path.is_symlink() else os.symlink(
-            os.readlink(path), sample_folder / path.name)
+        if path.is_symlink():
+            os.symlink(os.readlink(path), sample_folder / path.name)
+        else:
+            os.replace(path, sample_folder / path.name)
     shutil.copy(sample_folder / "a" / "bikes.mp4", sample_folder / "bikes again.mp4")
     out = tmp_path / "out"
     done = _curate(str(sample_folder), str(out), "--strict")

@@ -54,3 +54,15 @@ def test_sample_indices_prefer_key_frames() -> None:
     assert sample_indices([0, 48, 96, 144, 192], 240, 3) == [0, 96, 192]
     assert sample_indices([0], 100, 4) == [0, 33, 66, 99]
     assert sample_indices([0], 1, 16) == [0]
+
+
+def test_pyav_fallback_samples_the_same_key_frames_as_decord(bikes: Path) -> None:
+    from curation.decode import DecordReader, PyAVReader
+
+    decord_reader = DecordReader(str(bikes), (320, 136))
+    pyav_reader = PyAVReader(str(bikes), (320, 136))
+    assert pyav_reader.num_frames == decord_reader.num_frames == 250
+    assert pyav_reader.key_indices() == decord_reader.key_indices()
+    keys = decord_reader.key_indices()[:3]
+    diff = np.abs(pyav_reader.frames_at(keys).astype(int) - decord_reader.frames_at(keys)).mean()
+    assert pyav_reader.frames_at(keys).shape == (len(keys), 136, 320, 3) and diff < 8
