@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from curation.config import ConfigError, load_config
+from curation.plan import PreflightError
 from curation.run_state import RunStateError
 
 
@@ -42,7 +43,7 @@ def run_command(raw_dir: Path, out_dir: Path, config_path: Path | None, ray_addr
         options = RunOptions(ray_address=ray_address, num_cpus=num_cpus, limit=limit,
                              overwrite=not resume)
         result = run(raw_dir, out_dir, config, options)
-    except (ConfigError, RunStateError, FileNotFoundError) as err:
+    except (ConfigError, PreflightError, RunStateError, FileNotFoundError) as err:
         click.echo(f"curate: error: {err}", err=True)
         sys.exit(2)
     click.echo(format_summary(result.summary))

@@ -14,7 +14,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from stages.encode import EncodeConfig
 from stages.probe import ProbeConfig
+from stages.shot_caption import ShotCaptionConfig
+from stages.shot_crop import ShotCropConfig
+from stages.shot_filter import ShotFilterConfig
+from stages.shot_merge import ShotMergeConfig
+from stages.shot_score import ShotScoreConfig
 from stages.shot_split import ShotSplitConfig
 from stages.video_filter import VideoFilterConfig
 from stages.video_score import VideoScoreConfig
@@ -49,6 +55,12 @@ class StagesConfig(BaseModel):
     video_score: VideoScoreConfig = VideoScoreConfig()
     video_filter: VideoFilterConfig = VideoFilterConfig()
     shot_split: ShotSplitConfig = ShotSplitConfig()
+    shot_score: ShotScoreConfig = ShotScoreConfig()
+    shot_filter: ShotFilterConfig = ShotFilterConfig()
+    shot_crop: ShotCropConfig = ShotCropConfig()
+    shot_merge: ShotMergeConfig = ShotMergeConfig()
+    shot_caption: ShotCaptionConfig = ShotCaptionConfig()
+    encode: EncodeConfig = EncodeConfig()
 
 
 class OutputConfig(BaseModel):
@@ -58,6 +70,8 @@ class OutputConfig(BaseModel):
 
     videos_per_part: int = Field(64, ge=1, description="Finished videos per Parquet part file.")
     flush_seconds: float = Field(30.0, gt=0, description="Write a part at least this often.")
+    samples_per_shard: int = Field(1000, ge=1, description="Most samples in one clips-N.tar.")
+    max_shard_bytes: int = Field(1 << 30, ge=1, description="Start a new shard past this size.")
 
 
 class PipelineConfig(BaseModel):

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from curation.config import PipelineConfig
 from curation.records import Record, fail, is_live
 from curation.resources import Resources
 from stages import Stage
+from stages.aesthetic import preflight as aesthetic_preflight
+from stages.encode import EncodeStage
 from stages.probe import ProbeStage
+from stages.shot_caption import ShotCaptionStage
+from stages.shot_caption import preflight as caption_preflight
+from stages.shot_crop import ShotCropStage
+from stages.shot_filter import ShotFilterStage
+from stages.shot_merge import ShotMergeStage
+from stages.shot_score import ShotScoreStage
 from stages.shot_split import ShotSplitStage
 from stages.video_filter import VideoFilterStage
 from stages.video_score import VideoScoreStage
@@ -17,21 +26,53 @@ from stages.video_score import VideoScoreStage
 
 @dataclass(frozen=True)
 class PlannedStage:
-    """A stage object and the resources the runner reserves for it."""
+    """A stage object, the resources the runner reserves for it, and whether it runs in a pool
+    of long-lived actors (stages that load a model) rather than in tasks."""
 
     stage: Stage
     resources: Resources
+    actors: bool = False
 
 
-def build_plan(config: PipelineConfig) -> list[PlannedStage]:
-    """The video-level stages in paper order: probe, score, filter, shot split."""
+def build_plan(config: PipelineConfig, out_dir: Path) -> list[PlannedStage]:
+    """The stages in paper order (section 3.3): probe, video score and filter, shot split, shot
+    score and filter, OCR crop, merge, caption (when a model is configured), encode.
+
+    Merge plans the samples before captioning so every captioned shot is one that lands in a
+    sample and each sample gets its global caption from the same loaded model.
+    """
     cfg = config.stages
-    return [
+    plan = [
         PlannedStage(ProbeStage(cfg.probe), cfg.probe.resources),
         PlannedStage(VideoScoreStage(cfg.video_score), cfg.video_score.resources),
         PlannedStage(VideoFilterStage(cfg.video_filter), cfg.video_filter.resources),
         PlannedStage(ShotSplitStage(cfg.shot_split), cfg.shot_split.resources),
+        PlannedStage(ShotScoreStage(cfg.shot_score), cfg.shot_score.resources,
+                     actors=cfg.shot_score.aesthetic.clip_model is not None),
+        PlannedStage(ShotFilterStage(cfg.shot_filter), cfg.shot_filter.resources),
+        PlannedStage(ShotCropStage(cfg.shot_crop), cfg.shot_crop.resources, actors=True),
+        PlannedStage(ShotMergeStage(cfg.shot_merge), cfg.shot_merge.resources),
     ]
+    if cfg.shot_caption.model is not None:
+        plan.append(PlannedStage(ShotCaptionStage(cfg.shot_caption), cfg.shot_caption.resources,
+                                 actors=True))
+    plan.append(PlannedStage(EncodeStage(cfg.encode, out_dir / ".staging"), cfg.encode.resources))
+    return plan
+
+
+class PreflightError(RuntimeError):
+    """A configured model cannot be loaded; raised before any work starts."""
+
+
+def preflight(config: PipelineConfig) -> None:
+    """Fail before any work if a configured model cannot be loaded."""
+    try:
+        if config.stages.shot_caption.model is not None:
+            caption_preflight(config.stages.shot_caption)
+        if config.stages.shot_score.aesthetic.clip_model is not None:
+            aesthetic_preflight(config.stages.shot_score.aesthetic)
+    except ValueError as err:
+        raise PreflightError(str(err)) from None
 
 
 class StageCall:

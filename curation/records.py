@@ -46,3 +46,17 @@ def _finish(
     record["reject_value"] = None if value is None else str(value)
     record["reason"] = f"{stage}.{rule}: {detail}"
     return record
+
+
+def live_shots(record: Record) -> list[dict[str, Any]]:
+    """The shots of ``record`` that no shot-level stage has dropped yet."""
+    return [shot for shot in record.get("shots") or [] if shot.get("kept", True)]
+
+
+def drop_shot(shot: dict[str, Any], stage: str, rule: str, value: Any, detail: str) -> None:
+    """Mark ``shot`` dropped by ``stage``'s ``rule``; it keeps its row with the reason."""
+    shot["kept"] = False
+    shot["drop_stage"] = stage
+    shot["drop_rule"] = rule
+    shot["drop_value"] = None if value is None else str(value)
+    shot["reason"] = f"{stage}.{rule}: {detail}"

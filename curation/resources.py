@@ -12,6 +12,9 @@ class Resources(BaseModel):
 
     num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per worker of this stage.")
     num_gpus: float = Field(0.0, ge=0, description="GPUs reserved per worker (0 = CPU only).")
+    gpu_when_available: bool = Field(
+        False, description="Take one GPU per worker when the cluster has GPUs, else run on CPU."
+    )
     max_workers: int | None = Field(
         None, ge=1, description="Upper bound on concurrent workers; null lets Ray decide."
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from curation.config import PipelineConfig
 from curation.discover import discover
-from curation.plan import StageCall, build_plan
+from curation.plan import PlannedStage, StageCall, build_plan, preflight
 from curation.records import Record, Status, fail
 from curation.run_state import check_run_state
 from curation.summary import write_summary
@@ -57,12 +57,14 @@ def run(raw_dir: Path, out_dir: Path, config: PipelineConfig, options: RunOption
     if not raw_dir.is_dir():
         raise FileNotFoundError(f"input folder does not exist: {raw_dir}")
     if options.overwrite and out_dir.exists():
-        for name in ("videos", "shots", "summary.json", "run.json"):
+        for name in ("videos", "shots", "clips", "clips_index", ".staging", "summary.json",
+                     "run.json"):
             target = out_dir / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    preflight(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     check_run_state(out_dir, config)
-    writer = PartWriter(out_dir)
+    writer = PartWriter(out_dir, config.output.samples_per_shard, config.output.max_shard_bytes)
     done = writer.done_ids()
     records = discover(raw_dir, config.input)
     result = RunResult(discovered=len(records))
@@ -77,7 +79,7 @@ def run(raw_dir: Path, out_dir: Path, config: PipelineConfig, options: RunOption
     statuses = Counter(r["status"] for r in settled)
     pending = [r for r in todo if r["status"] == Status.PENDING.value]
     if pending:
-        statuses += _process_on_ray(pending, config, options, writer)
+        statuses += _process_on_ray(pending, config, options, writer, out_dir)
     result.failed = statuses[Status.FAILED.value]
     result.processed = len(todo)
     result.seconds = time.perf_counter() - started
@@ -86,14 +88,15 @@ def run(raw_dir: Path, out_dir: Path, config: PipelineConfig, options: RunOption
 
 
 def _process_on_ray(
-    pending: list[Record], config: PipelineConfig, options: RunOptions, writer: PartWriter
+    pending: list[Record], config: PipelineConfig, options: RunOptions, writer: PartWriter,
+    out_dir: Path,
 ) -> Counter[str]:
     """Stream ``pending`` through the stages; commit results as they arrive; count statuses."""
     import ray
 
     started_here = _init_ray(options)
     try:
-        dataset = _build_dataset(pending, config)
+        dataset = _build_dataset(pending, build_plan(config, out_dir))
         batch = _Batcher(writer, config.output.videos_per_part, config.output.flush_seconds)
         seen: set[str] = set()
         for row in dataset.iter_rows():
@@ -133,7 +136,7 @@ def _init_ray(options: RunOptions) -> bool:
     return True
 
 
-def _build_dataset(pending: list[Record], config: PipelineConfig):  # noqa: ANN202 - ray Dataset
+def _build_dataset(pending: list[Record], plan: list[PlannedStage]):  # noqa: ANN202 - ray Dataset
     import ray
     from ray.data import DataContext
 
@@ -141,14 +144,19 @@ def _build_dataset(pending: list[Record], config: PipelineConfig):  # noqa: ANN2
     context.enable_progress_bars = False
     context.max_errored_blocks = -1  # a crashed worker loses its videos, not the whole run
     dataset = ray.data.from_items(pending, override_num_blocks=min(len(pending), 10_000))
-    for planned in build_plan(config):
+    cluster_gpus = ray.cluster_resources().get("GPU", 0)
+    cluster_cpus = ray.cluster_resources().get("CPU", 1)
+    for planned in plan:
         res = planned.resources
-        dataset = dataset.map(
-            StageCall(planned.stage),
-            num_cpus=res.num_cpus,
-            num_gpus=res.num_gpus or None,
-            concurrency=res.max_workers,
-        )
+        gpus = 1.0 if res.gpu_when_available and cluster_gpus else res.num_gpus
+        if planned.actors:  # a pool of long-lived workers that load their model once
+            most = res.max_workers or max(1, int(cluster_gpus if gpus else cluster_cpus // res.num_cpus))
+            dataset = dataset.map(StageCall, fn_constructor_args=(planned.stage,),
+                                  num_cpus=res.num_cpus, num_gpus=gpus or None,
+                                  concurrency=(1, most))
+        else:
+            dataset = dataset.map(StageCall(planned.stage), num_cpus=res.num_cpus,
+                                  num_gpus=gpus or None, concurrency=res.max_workers)
     return dataset
 
 
@@ -157,6 +165,7 @@ def _finish(record: Record) -> Record:
     if record["status"] == Status.PENDING.value:
         record["status"] = Status.ACCEPTED.value
     record["shots"] = [dict(s) for s in record.get("shots") or []]
+    record["samples"] = [dict(s) for s in record.get("samples") or []]
     return record
 
 

@@ -1,50 +1,49 @@
-"""Crash-safe Parquet output: atomic part files, a commit order, and resume.
+"""Crash-safe output: atomic shard and part files, a commit order, and resume.
 
-A batch of finished videos is written as ``shots/part-N.parquet`` first and then
-``videos/part-N.parquet``; the videos part is the commit record. Every file is written to a temp
-name beside its target, fsynced and renamed, so readers never see half a file. On resume, shots
-parts without their videos part (a crash between the two renames) are deleted, and the video ids
-already in ``videos`` are skipped.
+A batch of finished videos is committed in this order: their samples' shards
+(``clips/clips-N.tar``), then ``clips_index/part-N.parquet``, ``shots/part-N.parquet`` and last
+``videos/part-N.parquet``, the commit record. Every file is written to a temp name, fsynced and
+renamed, so readers never see half a file. On resume, index and shots parts without their videos
+part are deleted, shards no committed index part refers to are deleted, the staging folder of
+encoded-but-uncommitted samples is cleared, and the video ids already in ``videos`` are skipped.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import uuid
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.records import Record
-from curation.schema import SHOTS, VIDEOS, shot_rows, to_table
+from curation.schema import CLIPS_INDEX, SHOTS, VIDEOS, clip_metadata, shot_rows, to_table
+from curation.shards import ShardWriter
+from curation.writer_io import atomic_write_bytes
 
 _PART = re.compile(r"part-(\d+)\.parquet$")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a fsynced temp file and a rename."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+_SHARD = re.compile(r"clips-(\d+)\.tar$")
 
 
 class PartWriter:
-    """Writes batches of finished video records into ``OUT/videos`` and ``OUT/shots``."""
+    """Writes batches of finished video records into the output folder."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, samples_per_shard: int = 1000,
+                 max_shard_bytes: int = 1 << 30) -> None:
         self.videos_dir = out_dir / "videos"
         self.shots_dir = out_dir / "shots"
-        self.videos_dir.mkdir(parents=True, exist_ok=True)
-        self.shots_dir.mkdir(parents=True, exist_ok=True)
+        self.index_dir = out_dir / "clips_index"
+        self.staging_dir = out_dir / ".staging"
+        for directory in (self.videos_dir, self.shots_dir, self.index_dir):
+            directory.mkdir(parents=True, exist_ok=True)
         self._clean_uncommitted()
         numbers = [int(m.group(1)) for p in self.videos_dir.iterdir() if (m := _PART.match(p.name))]
         self._next = max(numbers, default=-1) + 1
+        shards = [int(m.group(1)) for name in self._referenced_shards()
+                  if (m := _SHARD.match(name))]
+        self.shards = ShardWriter(out_dir / "clips", max(shards, default=-1) + 1,
+                                  samples_per_shard, max_shard_bytes)
 
     def done_ids(self) -> set[str]:
         """``video_id`` of every video already committed."""
@@ -54,33 +53,47 @@ class PartWriter:
         return ids
 
     def write(self, records: list[Record]) -> None:
-        """Commit ``records`` (finished videos, with their ``shots``) as one part."""
+        """Commit ``records`` (finished videos, with their shots and encoded samples) as one part."""
         if not records:
             return
         name = f"part-{self._next:06d}.parquet"
+        pairs = [(clip_metadata(record, sample), Path(sample["mp4_path"]))
+                 for record in records if record["status"] == "accepted"
+                 for sample in record.get("samples") or []]
+        placed = self.shards.write(pairs)
+        index = [dict(metadata, shard=shard, key=key, mp4_bytes=mp4.stat().st_size)
+                 for (metadata, mp4), (shard, key) in zip(pairs, placed, strict=True)]
+        self._write_table(self.index_dir / name, to_table(index, CLIPS_INDEX))
         shots = [row for record in records for row in shot_rows(record)]
         self._write_table(self.shots_dir / name, to_table(shots, SHOTS))
         self._write_table(self.videos_dir / name, to_table(records, VIDEOS))
         self._next += 1
+        for record in records:
+            shutil.rmtree(self.staging_dir / record["video_id"], ignore_errors=True)
 
     def _write_table(self, path: Path, table: pa.Table) -> None:
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
         atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
+    def _referenced_shards(self) -> set[str]:
+        names: set[str] = set()
+        for part in self.index_dir.glob("part-*.parquet"):
+            names.update(pq.read_table(part, columns=["shard"]).column("shard").to_pylist())
+        return names
+
     def _clean_uncommitted(self) -> None:
-        for directory in (self.videos_dir, self.shots_dir):
+        clips_dir = self.index_dir.parent / "clips"
+        for directory in (self.videos_dir, self.shots_dir, self.index_dir, clips_dir):
             for tmp in directory.glob(".*.tmp"):
                 tmp.unlink()
         committed = {p.name for p in self.videos_dir.glob("part-*.parquet")}
-        for part in self.shots_dir.glob("part-*.parquet"):
-            if part.name not in committed:
-                part.unlink()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        for directory in (self.shots_dir, self.index_dir):
+            for part in directory.glob("part-*.parquet"):
+                if part.name not in committed:
+                    part.unlink()
+        referenced = self._referenced_shards()
+        for shard in clips_dir.glob("clips-*.tar"):
+            if shard.name not in referenced:
+                shard.unlink()
+        shutil.rmtree(self.staging_dir, ignore_errors=True)

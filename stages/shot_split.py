@@ -4,7 +4,9 @@ Frames come once from PyAV at ``analysis_width`` (:func:`curation.decode.iter_an
 Each goes to PySceneDetect's ContentDetector (hard cuts, through its ``process_frame``) and to
 :class:`~stages.transitions.GradualTransitionDetector` (fades and dissolves). Boundaries are
 labelled ``clean`` or ``transition`` with their frame span, and the shots tile the decoded
-frames exactly. Writes ``shots`` (a list of shot rows), ``num_shots`` and ``frames_decoded``.
+frames exactly. The same frames feed :class:`~stages.frame_signals.FrameSignalRecorder`, whose
+per-frame quality signals the shot score stage aggregates without decoding again. Writes
+``shots`` (a list of shot rows), ``num_shots``, ``frames_decoded`` and ``frame_signals``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,18 @@ from curation.decode import analysis_size, iter_analysis_frames
 from curation.records import Record, fail
 from curation.resources import Resources
 from stages import ConfiguredStage
+from stages.frame_signals import FrameSignalRecorder
 from stages.transitions import GradualConfig, GradualTransitionDetector, label_boundaries, tile_shots
+
+
+class SignalConfig(BaseModel):
+    """Per-frame quality signals measured in the same pass, for shot scoring."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stride: int = Field(2, ge=1, description="Measure every n-th analysis frame.")
+    dark_luma: int = Field(16, ge=0, le=255, description="Pixels below count as underexposed.")
+    bright_luma: int = Field(240, ge=0, le=255, description="Pixels above count as overexposed.")
 
 
 class ShotSplitConfig(BaseModel):
@@ -33,6 +46,7 @@ class ShotSplitConfig(BaseModel):
         True, description="Skip H.264/HEVC deblocking in the analysis pass (about 15% faster)."
     )
     gradual: GradualConfig = GradualConfig()
+    signals: SignalConfig = SignalConfig()
     resources: Resources = Resources(num_cpus=1.0)
 
 
@@ -48,7 +62,7 @@ class ShotSplitStage(ConfiguredStage[ShotSplitConfig]):
     def process(self, record: Record) -> Record:
         """Add ``shots`` to ``record``: boundaries found in one pass over the frames."""
         try:
-            shots, frames = detect_shots(
+            shots, frames, signals = detect_shots(
                 record["path"], record["width"], record["height"], record["fps"], self.config
             )
         except Exception as err:  # decoder errors come in many types
@@ -56,13 +70,14 @@ class ShotSplitStage(ConfiguredStage[ShotSplitConfig]):
         record["shots"] = shots
         record["num_shots"] = len(shots)
         record["frames_decoded"] = frames
+        record["frame_signals"] = signals
         return record
 
 
 def detect_shots(
     path: str, width: int, height: int, fps: float, config: ShotSplitConfig
-) -> tuple[list[dict], int]:
-    """Shots of the video at ``path`` and the number of frames decoded."""
+) -> tuple[list[dict], int, bytes]:
+    """Shots of the video at ``path``, the number of frames decoded and the packed frame signals."""
     import cv2
     from scenedetect import ContentDetector, FrameTimecode
 
@@ -70,13 +85,15 @@ def detect_shots(
     size = analysis_size(width, height, config.analysis_width)
     content = ContentDetector(threshold=config.cut_threshold, min_scene_len=min_shot_frames)
     gradual = GradualTransitionDetector(config.gradual, fps)
+    signals = FrameSignalRecorder(**config.signals.model_dump())
     cuts: list[int] = []
     times: list[float] = []
     for index, (seconds, frame) in enumerate(iter_analysis_frames(path, size, config.fast_decode)):
         times.append(seconds)
         cuts += [tc.frame_num for tc in content.process_frame(FrameTimecode(index, fps=fps), frame)]
+        luma = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        signals.push(index, frame, luma)
         if config.gradual.enabled:
-            luma = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
             small = cv2.resize(luma, config.gradual.signal_size, interpolation=cv2.INTER_AREA)
             gradual.push(index, small.astype(np.float32))
     count = len(times)
@@ -89,4 +106,4 @@ def detect_shots(
     for shot in shots:
         shot["start_time"] = times[shot["start_frame"]]
         shot["end_time"] = times[shot["end_frame"]]
-    return shots, count
+    return shots, count, signals.pack()

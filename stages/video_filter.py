@@ -7,7 +7,6 @@ thresholds can be changed and re-applied without decoding again. A rejection nam
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -15,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from curation.records import Record, reject
 from curation.resources import Resources
 from stages import ConfiguredStage
+from stages.rules import Rule, first_broken_rule
 
 
 class VideoFilterConfig(BaseModel):
@@ -45,24 +45,18 @@ class VideoFilterConfig(BaseModel):
         return self
 
 
-# (config key, column, comparison) for every numeric rule: "min" keys need value >= threshold.
-_NUMERIC_RULES: list[tuple[str, str, str]] = [
-    ("min_duration_s", "duration_s", "min"),
-    ("max_duration_s", "duration_s", "max"),
-    ("min_frames", "num_frames", "min"),
-    ("min_short_side", "short_side", "min"),
-    ("min_fps", "fps", "min"),
-    ("max_fps", "fps", "max"),
-    ("max_border_fraction", "border_fraction", "max"),
-    ("min_clarity", "vs_clarity", "min"),
-    ("max_underexposed", "vs_underexposed", "max"),
-    ("max_overexposed", "vs_overexposed", "max"),
+_RULES = [
+    Rule("min_duration_s", "duration_s", "min"),
+    Rule("max_duration_s", "duration_s", "max"),
+    Rule("min_frames", "num_frames", "min"),
+    Rule("min_short_side", "short_side", "min"),
+    Rule("min_fps", "fps", "min"),
+    Rule("max_fps", "fps", "max"),
+    Rule("max_border_fraction", "border_fraction", "max"),
+    Rule("min_clarity", "vs_clarity", "min"),
+    Rule("max_underexposed", "vs_underexposed", "max"),
+    Rule("max_overexposed", "vs_overexposed", "max"),
 ]
-
-_COMPARE: dict[str, Callable[[float, float], bool]] = {
-    "min": lambda value, limit: value >= limit,
-    "max": lambda value, limit: value <= limit,
-}
 
 
 class VideoFilterStage(ConfiguredStage[VideoFilterConfig]):
@@ -77,15 +71,7 @@ class VideoFilterStage(ConfiguredStage[VideoFilterConfig]):
             return reject(record, self.name, "allowed_codecs", record.get("codec"),
                           f"codec {record.get('codec')} is not one of {codecs}")
         values = dict(record, short_side=min(record["width"] or 0, record["height"] or 0))
-        for key, column, kind in _NUMERIC_RULES:
-            limit = getattr(self.config, key)
-            value = values.get(column)
-            if limit is None:
-                continue
-            if value is None:
-                return reject(record, self.name, key, None, f"{column} is unknown")
-            if not _COMPARE[kind](value, limit):
-                sign = "<" if kind == "min" else ">"
-                return reject(record, self.name, key, value,
-                              f"{column} {value:g} {sign} {limit:g}")
+        broken = first_broken_rule(values, self.config, _RULES)
+        if broken is not None:
+            return reject(record, self.name, broken.key, broken.value, broken.detail)
         return record

@@ -19,14 +19,22 @@ SOURCES = [
 ]
 
 
+# Moving, text-free sources (nothing for OCR to crop, nothing frozen): a long multi-shot film.
+MOVING_SOURCES = [
+    "mandelbrot=size={w}x{h}:rate={fps}",
+    "gradients=size={w}x{h}:rate={fps}:speed=0.01",
+    "sierpinski=size={w}x{h}:rate={fps}",
+]
+
+
 def _ffmpeg(args: list[str]) -> None:
     subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
 
 
-def _inputs(frames: list[int], w: int, h: int, fps: int) -> list[str]:
+def _inputs(frames: list[int], w: int, h: int, fps: int, sources: list[str] = SOURCES) -> list[str]:
     args: list[str] = []
     for i, n in enumerate(frames):
-        src = SOURCES[i % len(SOURCES)].format(w=w, h=h, fps=fps)
+        src = sources[i % len(sources)].format(w=w, h=h, fps=fps)
         args += ["-f", "lavfi", "-i", f"{src},trim=end_frame={n},setpts=PTS-STARTPTS,format=yuv420p"]
     return args
 
@@ -36,11 +44,14 @@ def _encode(path: Path, fps: int) -> list[str]:
             "-pix_fmt", "yuv420p", "-r", str(fps), str(path)]
 
 
-def make_cuts(path: Path, frames: list[int], w: int = 320, h: int = 180, fps: int = 24) -> list[int]:
-    """Concatenate shots of ``frames`` frames each; return the cut frames."""
+def make_cuts(path: Path, frames: list[int], w: int = 320, h: int = 180, fps: int = 24,
+              moving: bool = False) -> list[int]:
+    """Concatenate shots of ``frames`` frames each; return the cut frames. ``moving`` takes the
+    text-free moving sources, so every shot survives the shot filter and the OCR crop."""
     n = len(frames)
     graph = "".join(f"[{i}:v]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]"
-    _ffmpeg([*_inputs(frames, w, h, fps), "-filter_complex", graph, "-map", "[v]",
+    sources = MOVING_SOURCES if moving else SOURCES
+    _ffmpeg([*_inputs(frames, w, h, fps, sources), "-filter_complex", graph, "-map", "[v]",
              *_encode(path, fps)])
     cuts, total = [], 0
     for count in frames[:-1]:

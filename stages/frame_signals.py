@@ -1,0 +1,74 @@
+"""Per-frame quality signals, computed on the shot-split pass's analysis frames.
+
+The shot split decodes every frame once at a fixed analysis width; this module measures a few
+cheap signals on every ``stride``-th of those frames, so shot-level scoring needs no second
+decode and its numbers compare across source resolutions. The signals travel in the record as
+one packed float32 matrix (:func:`pack`) and are read back by :mod:`stages.shot_score`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# Column order of the packed matrix; ``frame`` is the frame index the row was measured on.
+SIGNAL_NAMES = ("frame", "clarity", "mean_luma", "underexposed", "overexposed", "noise",
+                "contrast", "colourfulness", "motion")
+
+# Immerkaer's fast noise estimator: the difference of two Laplacians cancels image structure.
+_NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+
+
+class FrameSignalRecorder:
+    """Collects :data:`SIGNAL_NAMES` for every ``stride``-th frame pushed to it."""
+
+    def __init__(self, stride: int, dark_luma: int, bright_luma: int) -> None:
+        self.stride = stride
+        self.dark_luma, self.bright_luma = dark_luma, bright_luma
+        self._rows: list[tuple[float, ...]] = []
+        self._previous: np.ndarray | None = None
+
+    def push(self, index: int, bgr: np.ndarray, luma: np.ndarray) -> None:
+        """Measure frame ``index`` (BGR and its grey version, both uint8) if it is on the stride."""
+        if index % self.stride:
+            return
+        import cv2
+
+        grey = luma.astype(np.float32)
+        h, w = grey.shape
+        noise = float(np.abs(cv2.filter2D(grey, -1, _NOISE_KERNEL)[1:-1, 1:-1]).sum())
+        noise *= math.sqrt(math.pi / 2) / (6.0 * max(1, (w - 2) * (h - 2)))
+        motion = float("nan") if self._previous is None else float(
+            np.abs(grey - self._previous).mean())
+        self._previous = grey
+        self._rows.append((
+            float(index),
+            float(cv2.Laplacian(luma, cv2.CV_32F).var()),
+            float(grey.mean()),
+            float((luma < self.dark_luma).mean()),
+            float((luma > self.bright_luma).mean()),
+            noise,
+            float(grey.std()),
+            colourfulness(bgr),
+            motion,
+        ))
+
+    def pack(self) -> bytes:
+        """The measured rows as float32 bytes, row-major in :data:`SIGNAL_NAMES` order."""
+        matrix = np.asarray(self._rows, dtype=np.float32).reshape(-1, len(SIGNAL_NAMES))
+        return matrix.tobytes()
+
+
+def unpack(packed: bytes) -> np.ndarray:
+    """The (n, len(SIGNAL_NAMES)) float32 matrix written by :meth:`FrameSignalRecorder.pack`."""
+    return np.frombuffer(packed, dtype=np.float32).reshape(-1, len(SIGNAL_NAMES))
+
+
+def colourfulness(bgr: np.ndarray) -> float:
+    """Hasler and Suesstrunk's colourfulness metric (0 for grey; about 100 is very colourful)."""
+    b, g, r = (bgr[..., i].astype(np.float32) for i in range(3))
+    rg, yb = r - g, 0.5 * (r + g) - b
+    spread = math.hypot(float(rg.std()), float(yb.std()))
+    centre = math.hypot(float(rg.mean()), float(yb.mean()))
+    return spread + 0.3 * centre

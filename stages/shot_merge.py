@@ -1,0 +1,193 @@
+"""Shot merge stage: adjacent kept shots of one video become samples of about a minute.
+
+Samples are contiguous spans of the source, cut only at shot boundaries: shots are packed in
+order until the sample reaches ``target_s``, and a shot that would push it past ``max_s`` starts
+the next sample. A dropped shot breaks the run. At each sample end that falls on a fade or dissolve,
+the blended frames are trimmed so the sample starts and ends clean. The sample is cropped with one
+rectangle: the largest source-aspect rectangle inside every shot's crop (from the OCR crop stage);
+a shot whose crop would shrink it below ``min_crop_fraction`` starts a new sample. A single shot
+longer than ``max_s`` is split into equal pieces (``split_long_shots``) or dropped.
+
+Writes ``samples`` (one dict per sample, spans in source frames) and ``sample_index`` on each
+shot that landed in a sample; kept shots that could not form a long enough sample are dropped with
+rule ``min_sample_s``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from curation.records import Record, drop_shot
+from curation.resources import Resources
+from stages import ConfiguredStage
+
+Rect = tuple[int, int, int, int]  # x, y, w, h in source pixels
+
+
+class ShotMergeConfig(BaseModel):
+    """How shots are packed into samples."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target_s: float = Field(60.0, gt=0, description="Close a sample once it is this long.")
+    max_s: float = Field(65.0, gt=0, description="No sample is longer than this.")
+    min_sample_s: float = Field(2.0, ge=0, description="Shorter samples are not written.")
+    min_crop_fraction: float = Field(0.5, ge=0, le=1, description="Smallest share of the frame "
+                                     "the sample's common crop may keep.")
+    split_long_shots: bool = Field(True, description="Split a shot longer than max_s into "
+                                   "pieces (otherwise drop it).")
+    resources: Resources = Resources(num_cpus=0.1)
+
+    @model_validator(mode="after")
+    def _target_within_max(self) -> ShotMergeConfig:
+        if self.target_s > self.max_s:
+            raise ValueError(f"target_s ({self.target_s}) is above max_s ({self.max_s})")
+        return self
+
+
+class ShotMergeStage(ConfiguredStage[ShotMergeConfig]):
+    """Plans the samples of one video from its kept shots."""
+
+    name: ClassVar[str] = "shot_merge"
+
+    def process(self, record: Record) -> Record:
+        """Add ``samples`` to ``record``."""
+        fps = float(record["fps"])
+        frame = (record["width"], record["height"])
+        groups: list[list[dict]] = []
+        for run in kept_runs(record.get("shots") or []):
+            groups += self._pack(run, fps, frame)
+        samples = []
+        for group in groups:
+            sample = make_sample(group, fps, frame)
+            seconds = (sample["end_frame"] - sample["start_frame"]) / fps
+            originals = [shot.get("original", shot) for shot in group]
+            if seconds < self.config.min_sample_s:
+                for shot in originals:
+                    drop_shot(shot, self.name, "min_sample_s", round(seconds, 3),
+                              f"its sample would last {seconds:.2f} s < {self.config.min_sample_s:g} s")
+                continue
+            sample["sample_index"] = len(samples)
+            sample["sample_id"] = f"{record['video_id']}-{len(samples):04d}"
+            for shot in originals:
+                shot.setdefault("sample_index", sample["sample_index"])
+            samples.append(sample)
+        record["samples"] = samples
+        record["num_samples"] = len(samples)
+        return record
+
+    def _pack(self, run: list[dict], fps: float, frame: tuple[int, int]) -> list[list[dict]]:
+        """Greedy packing of one run of adjacent kept shots into sample groups."""
+        groups: list[list[dict]] = []
+        current: list[dict] = []
+        for shot in run:
+            start, end = trimmed_span([shot])
+            if (end - start) / fps > self.config.max_s:
+                groups += [current] if current else []
+                current = []
+                groups += self._split_long(shot, fps)
+                continue
+            candidate = [*current, shot]
+            start, end = trimmed_span(candidate)
+            fits = (end - start) / fps <= self.config.max_s and crop_fraction(
+                common_crop(candidate, frame), frame) >= self.config.min_crop_fraction
+            if not fits and current:
+                groups.append(current)
+                candidate = [shot]
+                start, end = trimmed_span(candidate)
+            current = candidate
+            if (end - start) / fps >= self.config.target_s:
+                groups.append(current)
+                current = []
+        return groups + ([current] if current else [])
+
+    def _split_long(self, shot: dict, fps: float) -> list[list[dict]]:
+        """Equal pieces (at most ``max_s`` each) of a too-long shot, or none if splitting is off."""
+        start, end = trimmed_span([shot])
+        seconds = (end - start) / fps
+        if not self.config.split_long_shots:
+            drop_shot(shot, self.name, "split_long_shots", round(seconds, 3),
+                      f"the shot lasts {seconds:.1f} s > max_s {self.config.max_s:g} s")
+            return []
+        pieces = math.ceil(seconds / self.config.target_s)
+        edges = [start + round(k * (end - start) / pieces) for k in range(pieces + 1)]
+        return [[dict(shot, piece_start=a, piece_end=b, original=shot)]
+                for a, b in zip(edges, edges[1:], strict=False)]
+
+
+def kept_runs(shots: list[dict]) -> list[list[dict]]:
+    """Maximal runs of consecutive kept shots."""
+    runs: list[list[dict]] = [[]]
+    for shot in shots:
+        if shot.get("kept", True):
+            runs[-1].append(shot)
+        elif runs[-1]:
+            runs.append([])
+    return [run for run in runs if run]
+
+
+def trimmed_span(group: list[dict]) -> tuple[int, int]:
+    """Source frames ``[start, end)`` of a group with blended frames trimmed at both ends."""
+    first, last = group[0], group[-1]
+    if "piece_start" in first:
+        return first["piece_start"], first["piece_end"]
+    start = first["start_frame"]
+    if first.get("boundary_in") == "transition" and first.get("transition_in_end") is not None:
+        start = max(start, min(first["transition_in_end"], last["end_frame"] - 1))
+    end = last["end_frame"]
+    if last.get("boundary_out") == "transition" and last.get("transition_out_start") is not None:
+        end = min(end, max(last["transition_out_start"], start + 1))
+    return start, end
+
+
+def shot_crop_rect(shot: dict, frame: tuple[int, int]) -> Rect:
+    """The shot's crop from the OCR crop stage, or the full frame when it has none."""
+    if shot.get("crop_w"):
+        return shot["crop_x"], shot["crop_y"], shot["crop_w"], shot["crop_h"]
+    return 0, 0, frame[0], frame[1]
+
+
+def common_crop(group: list[dict], frame: tuple[int, int]) -> Rect:
+    """Largest rectangle of the frame's aspect, centred in the intersection of the shots' crops,
+    with even coordinates and size (for 4:2:0 video)."""
+    rects = [shot_crop_rect(shot, frame) for shot in group]
+    x0 = max(r[0] for r in rects)
+    y0 = max(r[1] for r in rects)
+    x1 = min(r[0] + r[2] for r in rects)
+    y1 = min(r[1] + r[3] for r in rects)
+    if x1 <= x0 or y1 <= y0:
+        return 0, 0, 0, 0
+    aspect = frame[0] / frame[1]
+    w = min(x1 - x0, (y1 - y0) * aspect)
+    h = w / aspect
+    w, h = int(w) // 2 * 2, int(h) // 2 * 2
+    x = (x0 + (x1 - x0 - w) // 2) // 2 * 2
+    y = (y0 + (y1 - y0 - h) // 2) // 2 * 2
+    return x, y, w, h
+
+
+def crop_fraction(rect: Rect, frame: tuple[int, int]) -> float:
+    """Share of the frame's area that ``rect`` keeps."""
+    return rect[2] * rect[3] / float(frame[0] * frame[1])
+
+
+def make_sample(group: list[dict], fps: float, frame: tuple[int, int]) -> dict:
+    """The sample dict of a packed group: span, per-shot spans and the common crop."""
+    start, end = trimmed_span(group)
+    shots = [shot.get("original", shot) for shot in group]
+    spans = [[max(start, s["start_frame"]), min(end, s["end_frame"])] for s in shots]
+    if "piece_start" in group[0]:
+        spans = [[start, end]]
+    x, y, w, h = common_crop(group, frame)
+    return {
+        "start_frame": start,
+        "end_frame": end,
+        "shot_indices": [s["shot_index"] for s in shots],
+        "shot_spans": spans,
+        "crop_x": x, "crop_y": y, "crop_w": w, "crop_h": h,
+        "crop_kept_fraction": round(crop_fraction((x, y, w, h), frame), 6),
+        "split_shot": "piece_start" in group[0],
+    }
