@@ -11,6 +11,7 @@ import click
 from curation.config import ConfigError, load_config
 from curation.plan import PreflightError
 from curation.run_state import RunStateError
+from models.train_cli import sample_command, train_command
 
 
 @click.group()
@@ -53,6 +54,9 @@ def run_command(raw_dir: Path, out_dir: Path, config_path: Path | None, ray_addr
         click.echo(f"curate: --strict: {result.failed} file(s) failed", err=True)
         sys.exit(1)
 
+
+main.add_command(train_command)
+main.add_command(sample_command)
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from stages.encode import EncodeConfig
 from stages.probe import ProbeConfig
@@ -82,6 +82,16 @@ class PipelineConfig(BaseModel):
     input: InputConfig = InputConfig()
     stages: StagesConfig = StagesConfig()
     output: OutputConfig = OutputConfig()
+    stop_after: str | None = Field(
+        None, description="Run the stages up to and including this one (e.g. shot_split to "
+        "look at shots before paying for OCR and captioning); null runs them all.")
+
+    @field_validator("stop_after")
+    @classmethod
+    def _known_stage(cls, value: str | None) -> str | None:
+        if value is not None and value not in StagesConfig.model_fields:
+            raise ValueError(f"unknown stage; allowed: {', '.join(StagesConfig.model_fields)}")
+        return value
 
     def fingerprint(self) -> str:
         """Short hash of the settings that change results (not output batching)."""

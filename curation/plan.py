@@ -57,6 +57,10 @@ def build_plan(config: PipelineConfig, out_dir: Path) -> list[PlannedStage]:
         plan.append(PlannedStage(ShotCaptionStage(cfg.shot_caption), cfg.shot_caption.resources,
                                  actors=True))
     plan.append(PlannedStage(EncodeStage(cfg.encode, out_dir / ".staging"), cfg.encode.resources))
+    if config.stop_after is not None:
+        order = list(type(cfg).model_fields)
+        last = order.index(config.stop_after)
+        plan = [planned for planned in plan if order.index(planned.stage.name) <= last]
     return plan
 
 

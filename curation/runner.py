@@ -80,6 +80,7 @@ def run(raw_dir: Path, out_dir: Path, config: PipelineConfig, options: RunOption
     pending = [r for r in todo if r["status"] == Status.PENDING.value]
     if pending:
         statuses += _process_on_ray(pending, config, options, writer, out_dir)
+    writer.finish()
     result.failed = statuses[Status.FAILED.value]
     result.processed = len(todo)
     result.seconds = time.perf_counter() - started

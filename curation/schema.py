@@ -87,6 +87,8 @@ SHOTS = pa.schema([
     # OCR crop
     ("ocr_boxes", pa.list_(pa.list_(pa.int32()))),
     ("ocr_texts", pa.list_(pa.string())),
+    ("ocr_seen", pa.list_(pa.int32())),
+    ("ocr_frames", pa.int32()),
     ("crop_x", pa.int32()),
     ("crop_y", pa.int32()),
     ("crop_w", pa.int32()),
@@ -160,7 +162,7 @@ def clip_metadata(record: Record, sample: dict) -> dict:
             "start_frame": start, "end_frame": end,
             "source_start_frame": src_start, "source_end_frame": src_end,
             "boundary_in": "sample_start" if position == 0 else shot.get("boundary_in"),
-            "caption": shot.get("caption"),
+            "caption": (sample.get("shot_captions") or [None] * (position + 1))[position],
             "scores": {f"vqa_{name}": shot.get(f"vqa_{name}") for name in VQA_SCORES},
         })
     return {

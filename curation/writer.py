@@ -71,6 +71,10 @@ class PartWriter:
         for record in records:
             shutil.rmtree(self.staging_dir / record["video_id"], ignore_errors=True)
 
+    def finish(self) -> None:
+        """Remove the staging folder once every encoded sample is committed."""
+        shutil.rmtree(self.staging_dir, ignore_errors=True)
+
     def _write_table(self, path: Path, table: pa.Table) -> None:
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)

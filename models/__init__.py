@@ -1,1 +1,14 @@
-"""MoGA attention, its GPU core, MoGA-DiT and the trainer (issues 4 and 5; not built yet)."""
+"""MoGA attention and MoGA-DiT.
+
+- ``router``, ``stga``, ``attention_core``, ``moga``: Mixture-of-Groups Attention (a linear
+  router sends each token to one of M groups; attention runs inside each group) beside static
+  local attention (spatial windows x temporal groups that respect shot cuts, and per-frame
+  attention), on a reference backend (CPU, any dtype) and a packed cuDNN backend on GPU.
+- ``sequence_parallel``: Ulysses all-to-all for long sequences.
+- ``rope``, ``dit``: a Wan2.1-style video DiT with 3D RoPE, adaLN and per-shot text
+  cross-attention.
+- ``encoders``, ``shards``: VAE / text encoder loading with an on-disk cache, and the reader of
+  the ``curate run`` shards.
+- ``trainer``, ``checkpoint``, ``sampler``, ``train_cli``: rectified-flow training with exact
+  resume, a sampler that writes an mp4, and the ``curate train`` / ``curate sample`` commands.
+"""

@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-if ! command -v ffprobe >/dev/null; then
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq ffmpeg
+# ffmpeg (with ffprobe, libx264, drawtext) and the font the text-video tests draw with
+if ! command -v ffprobe >/dev/null || [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ]; then
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq ffmpeg fonts-dejavu-core
 fi
 PY=${PYTHON:-python3}
 $PY -m pip install -q -r requirements.txt

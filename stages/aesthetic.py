@@ -86,7 +86,9 @@ class AestheticScorer:
             for start in range(0, len(images), self.config.batch_size):
                 batch = self.processor(images=images[start:start + self.config.batch_size],
                                        return_tensors="pt")["pixel_values"].to(self.device)
-                embedding = self.clip.get_image_features(pixel_values=batch)
+                features = self.clip.get_image_features(pixel_values=batch)
+                # transformers 5 wraps the projected embedding in an output object
+                embedding = getattr(features, "pooler_output", features)
                 embedding = embedding / embedding.norm(dim=-1, keepdim=True)
                 out.append(self.mlp(embedding.float()).squeeze(-1).cpu().numpy())
         return np.concatenate(out)

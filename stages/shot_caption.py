@@ -5,7 +5,8 @@ the sample as a whole gives ``frames_per_sample`` frames spread over all its spa
 cropped to the sample's crop rectangle. Frames are decoded once per chunk of samples, sorted, in
 one call. The model (:mod:`stages.captioner`) runs on batches of ``batch_size`` clips with greedy
 decoding. Writes ``caption``, ``caption_model`` and ``caption_prompt_version`` into each captioned
-shot and each sample; shots in no sample are left as they are.
+shot and each sample, and ``shot_captions`` (one per entry of ``shot_indices``) into each sample;
+shots in no sample are left as they are.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from curation.decode import FrameReader, analysis_size, open_reader
 from curation.records import Record, fail
 from curation.resources import Resources
 from stages import ConfiguredStage
-from stages.captioner import CaptionPreflightError, Captioner, Clip, describe_model, preflight
+from stages.captioner import Captioner, CaptionPreflightError, Clip, describe_model, preflight
 
 # preflight, describe_model and CaptionPreflightError live with the model code; the runner and
 # the summary import them from here, next to the config they take.
@@ -58,7 +59,7 @@ class ShotCaptionConfig(BaseModel):
     )
     frames_per_shot: int = Field(8, ge=1, description="Frames spread over each shot's span.")
     frames_per_sample: int = Field(16, ge=1, description="Frames spread over a whole sample.")
-    decode_width: int = Field(640, ge=32, description="Width frames are decoded at, before cropping.")
+    decode_width: int = Field(640, ge=32, description="Width frames are decoded at, then cropped.")
     max_pixels: int = Field(
         640 * 360, ge=28 * 28, description="Cropped frames are downscaled (aspect kept) to at most "
         "this many pixels before the processor sees them."
@@ -84,7 +85,7 @@ class ShotCaptionConfig(BaseModel):
     local_files_only: bool = Field(
         False, description="Never contact the hub; load from a local directory or the cache."
     )
-    resources: Resources = Resources(num_cpus=1.0)
+    resources: Resources = Resources(num_cpus=1.0, gpu_when_available=True)
 
 
 @dataclass
@@ -96,6 +97,17 @@ class CaptionJob:
     indices: list[int]  # source frame indices, ascending
     crop: tuple[int, int, int, int]  # x, y, w, h in source pixels
     seconds: float  # time the frames span
+    sample: dict[str, Any]  # the sample the clip belongs to
+    position: int | None = None  # a shot's place in the sample's shot_indices
+
+    def write(self, caption: str, tags: dict[str, str | None]) -> None:
+        """Store ``caption`` and its ``tags`` in the target; a shot's caption also goes into
+        the sample's ``shot_captions``, since pieces of one split shot get one caption each."""
+        self.target.update(caption=caption, **tags)
+        if self.position is not None:
+            shot_captions = self.sample.setdefault(
+                "shot_captions", [None] * len(self.sample["shot_indices"]))
+            shot_captions[self.position] = caption
 
 
 class ShotCaptionStage(ConfiguredStage[ShotCaptionConfig]):
@@ -127,9 +139,10 @@ class ShotCaptionStage(ConfiguredStage[ShotCaptionConfig]):
                 captions = self._caption(chunk, clips)
             except Exception as err:  # tokenizer, processor and CUDA errors alike
                 return fail(record, self.name, "generate_error", f"{type(err).__name__}: {err}")
+            tags = {"caption_model": self.config.model,
+                    "caption_prompt_version": self.config.prompt_version}
             for job, caption in zip(chunk, captions, strict=True):
-                job.target.update(caption=caption, caption_model=self.config.model,
-                                  caption_prompt_version=self.config.prompt_version)
+                job.write(caption, tags)
         return record
 
     def _caption(self, jobs: list[CaptionJob], clips: list[Clip]) -> list[str]:
@@ -155,13 +168,14 @@ def plan_jobs(record: Record, config: ShotCaptionConfig) -> list[CaptionJob]:
     for sample in record.get("samples") or []:
         crop = (sample["crop_x"], sample["crop_y"], sample["crop_w"], sample["crop_h"])
         spans = [(int(start), int(end)) for start, end in sample["shot_spans"]]
-        for shot_index, (start, end) in zip(sample["shot_indices"], spans, strict=True):
+        for position, (shot_index, (start, end)) in enumerate(
+                zip(sample["shot_indices"], spans, strict=True)):
             jobs.append(CaptionJob(shots[shot_index], "shot",
                                    spread_indices([(start, end)], config.frames_per_shot),
-                                   crop, (end - start) / fps))
+                                   crop, (end - start) / fps, sample, position))
         seconds = sum(end - start for start, end in spans) / fps
         jobs.append(CaptionJob(sample, "sample", spread_indices(spans, config.frames_per_sample),
-                               crop, seconds))
+                               crop, seconds, sample))
     return jobs
 
 

@@ -14,7 +14,7 @@ SOURCES = [
     "testsrc2=size={w}x{h}:rate={fps}",
     "smptehdbars=size={w}x{h}:rate={fps}",
     "mandelbrot=size={w}x{h}:rate={fps}",
-    "gradients=size={w}x{h}:rate={fps}:speed=0.02",
+    "gradients=size={w}x{h}:rate={fps}:speed=0.02:seed=7",
     "rgbtestsrc=size={w}x{h}:rate={fps}",
 ]
 
@@ -22,7 +22,7 @@ SOURCES = [
 # Moving, text-free sources (nothing for OCR to crop, nothing frozen): a long multi-shot film.
 MOVING_SOURCES = [
     "mandelbrot=size={w}x{h}:rate={fps}",
-    "gradients=size={w}x{h}:rate={fps}:speed=0.01",
+    "gradients=size={w}x{h}:rate={fps}:speed=0.01:seed=7",
     "sierpinski=size={w}x{h}:rate={fps}",
 ]
 

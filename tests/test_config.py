@@ -48,6 +48,20 @@ def test_fingerprint_ignores_output_batching_only() -> None:
     assert base.fingerprint() != changed.fingerprint()
 
 
-@pytest.mark.parametrize("preset", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+PIPELINE_PRESETS = sorted(p for p in (ROOT / "configs").glob("*.yaml")
+                          if not p.name.startswith("train-"))
+
+
+@pytest.mark.parametrize("preset", PIPELINE_PRESETS, ids=lambda p: p.name)
 def test_presets_are_valid(preset: Path) -> None:
     assert load_config(preset) != PipelineConfig()
+
+
+def test_stop_after_cuts_the_plan_and_names_the_stages(tmp_path: Path) -> None:
+    from curation.plan import build_plan
+
+    plan = build_plan(parse_config({"stop_after": "shot_caption"}), tmp_path)
+    assert [p.stage.name for p in plan] == ["probe", "video_score", "video_filter", "shot_split",
+                                            "shot_score", "shot_filter", "shot_crop", "shot_merge"]
+    with pytest.raises(ConfigError, match="stop_after: .*allowed: probe, video_score"):
+        parse_config({"stop_after": "shot_magic"})

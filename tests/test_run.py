@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -34,6 +36,22 @@ def _tables(out: Path) -> tuple[list[dict], list[dict]]:
     shots = ds.dataset(out / "shots").to_table().to_pylist()
     key = lambda r: (r["video_id"], r.get("shot_index", 0))  # noqa: E731
     return sorted(videos, key=key), sorted(shots, key=key)
+
+
+def _clips(out: Path) -> list[tuple]:
+    """Every sample in the shards as (key, json, mp4 digest), whatever shard holds it."""
+    samples = []
+    for shard in sorted((out / "clips").glob("clips-*.tar")):
+        with tarfile.open(shard) as tar:
+            members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+        for name, data in members.items():
+            if name.endswith(".json"):
+                key = name[: -len(".json")]
+                digest = hashlib.sha256(members[f"{key}.mp4"]).hexdigest()
+                samples.append((key, json.loads(data)["shots"], digest))
+    index = ds.dataset(out / "clips_index").to_table().to_pylist()
+    assert sorted(r["key"] for r in index) == sorted(key for key, _, _ in samples)
+    return sorted(samples)
 
 
 def _assert_shots_tile(out: Path) -> None:
@@ -83,7 +101,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None
     raw = tmp_path / "raw"
     raw.mkdir()
     for i in range(10):
-        media.make_cuts(raw / f"v{i}.mp4", [24 + 6 * i, 30, 36], w=256, h=144)
+        media.make_cuts(raw / f"v{i}.mp4", [24 + 6 * i, 30, 36], w=256, h=144, moving=True)
     config = tmp_path / "small-parts.yaml"
     config.write_text("output: {videos_per_part: 1}\n")
     reference, killed = tmp_path / "reference", tmp_path / "killed"
@@ -104,6 +122,8 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None
     assert resumed.returncode == 0, resumed.stderr
     assert f"{10 - committed} files processed" in resumed.stdout
     assert _tables(killed) == _tables(reference)
+    assert _clips(killed) == _clips(reference) and _clips(reference)
+    assert not list(killed.glob("clips/.*.tmp")) and not (killed / ".staging").exists()
 
 
 def test_invalid_config_fails_before_any_work(tmp_path: Path, sample_folder: Path) -> None:

@@ -1,0 +1,410 @@
+"""Rectified-flow training of MoGA-DiT on curated shards, in run order like nanoGPT's train.py.
+
+One micro-batch is one sample (long multi-shot videos differ in length and shot layout, so they
+are not stacked); ``grad_accum`` samples make a step. Ranks = data-parallel groups x Ulysses
+sequence-parallel group (``train.sequence_parallel`` consecutive ranks share a sample). Start
+with ``torchrun --nproc-per-node N -m models.train_cli ...`` or ``curate train`` for one process.
+
+Resume is exact: the checkpoint holds model, optimizer, scheduler, EMA, each data-parallel rank's
+stream position and noise generator, and the global RNG states.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch.distributed import ProcessGroup
+
+from models.checkpoint import (atomic_torch_save, checkpoint_path, latest_checkpoint,
+                               prune_checkpoints, rng_state, set_rng_state)
+from models.dit import DiTConfig, MoGADiT, ShotText, token_slice
+from models.encoders import EncoderConfig, Encoders
+from models.shards import ClipSample, DataConfig, ShardStream
+
+log = logging.getLogger(__name__)
+
+
+class OptimConfig(BaseModel):
+    """AdamW with linear warm-up to a constant rate (the paper trains at a constant 1e-5)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float = Field(1e-5, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    grad_clip: float | None = Field(1.0, gt=0, description="Max global grad norm; null: off.")
+    ema_decay: float | None = Field(None, gt=0, lt=1, description="Keep an EMA; null: off.")
+
+
+class FlowConfig(BaseModel):
+    """Rectified flow: x_t = (1 - t) x_0 + t noise, the model predicts noise - x_0."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timesteps: Literal["logit_normal", "uniform"] = "logit_normal"
+    logit_mean: float = 0.0
+    logit_std: float = Field(1.0, gt=0)
+    shift: float = Field(1.0, gt=0, description="t -> shift t / (1 + (shift - 1) t); >1: noisier.")
+    caption_dropout: float = Field(0.1, ge=0, le=1,
+                                   description="Chance a shot's caption is replaced by ''.")
+
+
+class RunConfig(BaseModel):
+    """Loop, precision, parallelism and bookkeeping."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(1000, ge=1)
+    grad_accum: int = Field(1, ge=1, description="Samples (micro-batches of one) per step.")
+    seed: int = 0
+    precision: Literal["bf16", "fp32"] = Field("bf16", description="bf16 autocast on GPU only.")
+    activation_checkpointing: bool = True
+    sequence_parallel: int = Field(1, ge=1, description="Ulysses group size (ranks per sample).")
+    log_every: int = Field(1, ge=1)
+    checkpoint_every: int = Field(500, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+
+
+class TrainConfig(BaseModel):
+    """The whole training YAML."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: DiTConfig = DiTConfig()
+    encoders: EncoderConfig
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    flow: FlowConfig = FlowConfig()
+    train: RunConfig = RunConfig()
+
+
+class TrainConfigError(ValueError):
+    """The training YAML is unreadable or invalid; the message names every bad key."""
+
+
+def load_train_config(path: Path, overrides: list[str] = ()) -> TrainConfig:
+    """Read ``path`` and apply ``key.sub=value`` overrides (values parsed as YAML)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise TrainConfigError(f"{path}: cannot read config: {err}") from None
+    return parse_train_config(data, overrides, str(path))
+
+
+def parse_train_config(data: dict[str, Any], overrides: list[str] = (),
+                       source: str = "config") -> TrainConfig:
+    """Validate a parsed config after applying ``key.sub=value`` overrides."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise TrainConfigError(f"--set {item!r}: expected key.sub=value")
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise TrainConfigError(f"--set {key}: {part} is not a section")
+        node[leaf] = yaml.safe_load(value)
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as err:
+        lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
+        raise TrainConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines)) from None
+
+
+@dataclass
+class Ranks:
+    """Where this process sits: data-parallel index and its sequence-parallel group."""
+
+    rank: int
+    world: int
+    device: torch.device
+    dp_rank: int
+    dp_size: int
+    sp_group: ProcessGroup | None
+
+
+def init_ranks(sp_size: int) -> Ranks:
+    """Join the torchrun job if there is one (NCCL on GPU, gloo on CPU) and build SP groups."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if world % sp_size:
+        raise ValueError(f"train.sequence_parallel {sp_size} does not divide {world} ranks")
+    if world == 1:
+        return Ranks(0, 1, device, 0, 1, None)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    rank = dist.get_rank()
+    sp_group = None
+    for start in range(0, world, sp_size):  # every rank must create every group
+        group = dist.new_group(list(range(start, start + sp_size)))
+        if start <= rank < start + sp_size and sp_size > 1:
+            sp_group = group
+    return Ranks(rank, world, device, rank // sp_size, world // sp_size, sp_group)
+
+
+def sample_timesteps(n: int, flow: FlowConfig, generator: torch.Generator) -> torch.Tensor:
+    """(n,) flow times in (0, 1): logit-normal or uniform, then shifted towards noise."""
+    if flow.timesteps == "logit_normal":
+        t = torch.sigmoid(flow.logit_mean + flow.logit_std * torch.randn(n, generator=generator))
+    else:
+        t = torch.rand(n, generator=generator)
+    return flow.shift * t / (1 + (flow.shift - 1) * t)
+
+
+def flow_loss(model: torch.nn.Module, core: MoGADiT, latents: torch.Tensor, text: ShotText,
+              shot_starts: list[int], flow: FlowConfig, generator: torch.Generator,
+              sp_group: ProcessGroup | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Loss of one sample: velocity MSE on this rank's tokens plus MoGA's balancing loss.
+
+    ``model`` is what is called (DDP or not), ``core`` the unwrapped MoGADiT. Noise and t come
+    from the CPU ``generator``, so a restored generator replays them exactly.
+    """
+    t = sample_timesteps(latents.shape[0], flow, generator).to(latents.device)
+    noise = torch.randn(latents.shape, generator=generator).to(latents.device)
+    tt = t.view(-1, 1, 1, 1, 1)
+    noisy = (1 - tt) * latents + tt * noise
+    pred, stats = model(noisy, t * 1000, text, shot_starts, sp_group)
+    lo, hi = token_slice(pred.shape[1] * sp_size(sp_group), sp_group)
+    target = core.patchify(noise - latents)[:, lo:hi]
+    mse = F.mse_loss(pred.float(), target.float())
+    # Under sequence parallelism each rank's balance loss is its share of the sequence's; DDP
+    # averages gradients over all ranks, so the share is scaled back up (the MSE is a mean).
+    balance = (sum(s.balance_loss for s in stats) / len(stats) * sp_size(sp_group)
+               if stats else torch.zeros((), device=mse.device))
+    info = {"flow_loss": mse.detach(), "balance_loss": balance.detach(), "tokens": hi - lo,
+            "balance_metric": [s.balance_metric for s in stats],
+            "group_sizes": stats[len(stats) // 2].group_sizes if stats else []}
+    return mse + balance, info
+
+
+def sp_size(group: ProcessGroup | None) -> int:
+    """Ranks in a sequence-parallel group (1 without one)."""
+    return 1 if group is None else dist.get_world_size(group)
+
+
+class EMA:
+    """Exponential moving average of the parameters, kept in fp32."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {k: p.detach().float().clone() for k, p in model.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        """shadow <- decay * shadow + (1 - decay) * param."""
+        names = list(self.shadow)
+        params = dict(model.named_parameters())
+        torch._foreach_lerp_([self.shadow[k] for k in names],
+                             [params[k].detach().float() for k in names], 1 - self.decay)
+
+
+@dataclass
+class Run:
+    """Everything a step mutates, plus what it reads."""
+
+    cfg: TrainConfig
+    ranks: Ranks
+    enc: Encoders
+    core: MoGADiT
+    model: torch.nn.Module  # core, or core wrapped in DDP
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    ema: EMA | None
+    generator: torch.Generator  # noise, timesteps and caption dropout of this data rank
+    out_dir: Path
+    step: int = 0
+    position: int = 0  # next item of this data rank's shard stream
+    skipped: int = 0
+
+
+def build_run(cfg: TrainConfig, out_dir: Path, resume: bool) -> Run:
+    """Model, encoders, optimizer, EMA; restored from the newest checkpoint if ``resume``."""
+    ranks = init_ranks(cfg.train.sequence_parallel)
+    enc = Encoders(cfg.encoders, ranks.device)
+    check_shapes(cfg, enc)
+    torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
+    core = MoGADiT(cfg.model).to(ranks.device)
+    core.activation_checkpointing = cfg.train.activation_checkpointing
+    o = cfg.optim
+    opt = torch.optim.AdamW(core.parameters(), lr=o.lr, betas=o.betas,
+                            weight_decay=o.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / o.warmup_steps) if o.warmup_steps else 1.0)
+    generator = torch.Generator().manual_seed(cfg.train.seed * 100_003 + ranks.dp_rank)
+    ema = EMA(core, o.ema_decay) if o.ema_decay else None
+    run = Run(cfg, ranks, enc, core, core, opt, sched, ema, generator, out_dir)
+    found = latest_checkpoint(out_dir / "checkpoints") if resume else None
+    if found:
+        load_checkpoint(run, found)
+    if ranks.world > 1:
+        device_ids = [ranks.device.index] if ranks.device.type == "cuda" else None
+        run.model = torch.nn.parallel.DistributedDataParallel(core, device_ids=device_ids)
+    return run
+
+
+def check_shapes(cfg: TrainConfig, enc: Encoders) -> None:
+    """Fail before training when the model, data and encoders do not fit together."""
+    if cfg.model.in_channels != enc.vae.z_dim:
+        raise ValueError(f"model.in_channels {cfg.model.in_channels} != VAE z_dim {enc.vae.z_dim}")
+    if cfg.model.text_dim != enc.text.dim:
+        raise ValueError(f"model.text_dim {cfg.model.text_dim} != text encoder d_model "
+                         f"{enc.text.dim}")
+    multiple = enc.vae.spatial_stride * cfg.model.patch_size[1]
+    for key in ("height", "width"):
+        if getattr(cfg.data, key) % multiple:
+            raise ValueError(f"data.{key} {getattr(cfg.data, key)} is not a multiple of {multiple}")
+
+
+def save_checkpoint(run: Run) -> None:
+    """Rank 0 writes the state of all ranks (each data rank's stream position and generator)."""
+    mine = (run.position, run.generator.get_state(), run.skipped)
+    if run.ranks.world > 1:
+        everyone: list[Any] = [None] * run.ranks.world
+        dist.all_gather_object(everyone, mine)
+    else:
+        everyone = [mine]
+    sp = run.cfg.train.sequence_parallel
+    per_dp = everyone[::sp]  # the ranks of one sequence-parallel group hold the same state
+    if run.ranks.rank == 0:
+        state = {
+            "config": run.cfg.model_dump(mode="json"), "step": run.step,
+            "model": run.core.state_dict(), "optimizer": run.opt.state_dict(),
+            "scheduler": run.sched.state_dict(),
+            "ema": run.ema.shadow if run.ema else None,
+            "positions": [p for p, _, _ in per_dp], "generators": [g for _, g, _ in per_dp],
+            "skipped": [s for _, _, s in per_dp], "rng": rng_state(),
+        }
+        folder = run.out_dir / "checkpoints"
+        atomic_torch_save(state, checkpoint_path(folder, run.step))
+        prune_checkpoints(folder, run.cfg.train.keep_checkpoints)
+    if run.ranks.world > 1:
+        dist.barrier()
+
+
+def load_checkpoint(run: Run, path: Path) -> None:
+    """Restore ``run`` from ``path``; the number of data-parallel ranks must match."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if len(state["positions"]) != run.ranks.dp_size:
+        raise ValueError(f"{path} was written by {len(state['positions'])} data-parallel ranks, "
+                         f"this run has {run.ranks.dp_size}")
+    run.core.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["optimizer"])
+    run.sched.load_state_dict(state["scheduler"])
+    if run.ema and state["ema"] is not None:
+        run.ema.shadow = {k: v.to(run.ranks.device) for k, v in state["ema"].items()}
+    run.step = state["step"]
+    run.position = state["positions"][run.ranks.dp_rank]
+    run.skipped = state["skipped"][run.ranks.dp_rank]
+    run.generator.set_state(state["generators"][run.ranks.dp_rank])
+    set_rng_state(state["rng"])
+    log.info("resumed from %s at step %d", path, run.step)
+
+
+def next_sample(run: Run, samples: Any) -> ClipSample:
+    """The next usable sample; unusable ones are logged, counted and stepped over."""
+    while True:
+        sample = next(samples)
+        run.position = sample.position + 1
+        if sample.error is None:
+            return sample
+        run.skipped += 1
+        log.warning("skipping sample %s: %s", sample.key, sample.error)
+
+
+def train_step(run: Run, samples: Any) -> dict[str, Any]:
+    """One optimizer step over ``grad_accum`` samples; returns the log record."""
+    cfg, ranks = run.cfg, run.ranks
+    start = time.perf_counter()
+    autocast = torch.autocast(ranks.device.type, dtype=torch.bfloat16,
+                              enabled=ranks.device.type == "cuda" and cfg.train.precision == "bf16")
+    infos = []
+    for micro in range(cfg.train.grad_accum):
+        sample = next_sample(run, samples)
+        latents = run.enc.latents(sample.clip_key, sample.frames)
+        drop = torch.rand(len(sample.captions), generator=run.generator) < cfg.flow.caption_dropout
+        text = run.enc.captions(["" if d else c for c, d in zip(sample.captions, drop)])
+        # DDP all-reduces gradients in backward; only the last micro-batch of a step needs that.
+        last = micro == cfg.train.grad_accum - 1
+        sync = run.model.no_sync() if ranks.world > 1 and not last else nullcontext()
+        with sync:
+            with autocast:
+                loss, info = flow_loss(run.model, run.core, latents, text, sample.shot_starts,
+                                       cfg.flow, run.generator, ranks.sp_group)
+            (loss / cfg.train.grad_accum).backward()
+        infos.append(info)
+    clip = cfg.optim.grad_clip if cfg.optim.grad_clip else math.inf
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.core.parameters(), clip)
+    run.opt.step()
+    run.sched.step()
+    run.opt.zero_grad(set_to_none=True)
+    if run.ema:
+        run.ema.update(run.core)
+    run.step += 1
+    return step_record(run, infos, grad_norm, time.perf_counter() - start)
+
+
+def step_record(run: Run, infos: list[dict[str, Any]], grad_norm: torch.Tensor,
+                seconds: float) -> dict[str, Any]:
+    """Losses averaged over micro-batches and ranks, MoGA balance, throughput."""
+    losses = torch.stack([torch.stack([i["flow_loss"], i["balance_loss"]]) for i in infos])
+    losses = losses.float().mean(0)
+    if run.ranks.world > 1:
+        dist.all_reduce(losses)
+        losses /= run.ranks.world
+    metrics = [m for i in infos for m in i["balance_metric"]]
+    tokens = sum(i["tokens"] for i in infos) * run.ranks.world
+    if run.ranks.device.type == "cuda":
+        torch.cuda.synchronize()
+    return {
+        "step": run.step, "loss": float(losses.sum()), "flow_loss": float(losses[0]),
+        "balance_loss": float(losses[1]),
+        "balance_metric": sum(metrics) / len(metrics) if metrics else None,
+        "balance_metric_max": max(metrics) if metrics else None,
+        "group_sizes": infos[-1]["group_sizes"], "grad_norm": float(grad_norm),
+        "lr": run.sched.get_last_lr()[0], "seconds": seconds, "tokens_per_s": tokens / seconds,
+        "position": run.position, "skipped": run.skipped,
+    }
+
+
+def train(cfg: TrainConfig, data: str, out_dir: Path, resume: bool = True) -> list[dict[str, Any]]:
+    """Train to ``cfg.train.steps``; returns this process's step records (also in the log)."""
+    run = build_run(cfg, out_dir, resume)
+    stream = ShardStream(data, cfg.data, run.enc.vae.temporal_stride, cfg.train.seed,
+                         start=run.position, rank=run.ranks.dp_rank,
+                         world_size=run.ranks.dp_size, is_cached=run.enc.latent_probe())
+    loader = torch.utils.data.DataLoader(stream, batch_size=None,
+                                         num_workers=cfg.data.num_workers)
+    samples = iter(loader)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = []
+    with open(out_dir / "train_log.jsonl", "a") as log_file:
+        while run.step < cfg.train.steps:
+            record = train_step(run, samples)
+            records.append(record)
+            if run.ranks.rank == 0 and run.step % cfg.train.log_every == 0:
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+                log.info("step %(step)d loss %(loss).4f balance %(balance_metric)s "
+                         "groups %(group_sizes)s %(tokens_per_s).0f tok/s", record)
+            if run.step % cfg.train.checkpoint_every == 0 or run.step == cfg.train.steps:
+                save_checkpoint(run)
+    return records

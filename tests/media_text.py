@@ -1,0 +1,83 @@
+"""Test videos with burned-in text, made with the system ffmpeg's drawtext, and their masks:
+the same text drawn alone, white on black and losslessly, which gives the true text area of
+every frame.
+
+Shots come from lavfi sources on which the OCR finds no text by itself (testsrc2 prints a clock,
+and colour bars or fractals give texture hits). No command goes through a shell.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TEXT_FREE_SOURCES = [
+    "gradients=size={w}x{h}:rate={fps}:speed=0.02:seed=7",
+    "life=size={w}x{h}:rate={fps}:seed=7:mold=10:ratio=0.1:death_color=#203040:life_color=#80c0a0",
+    "rgbtestsrc=size={w}x{h}:rate={fps}",
+]
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+
+
+@dataclass
+class TextVideo:
+    """What to draw: per shot, subtitles that share the shot's frames equally; optionally a
+    watermark in the top-right corner and a caption in the middle, both on every frame."""
+
+    subtitles: list[list[str]]
+    shot_frames: int = 48
+    watermark: str | None = None
+    middle: str | None = None
+    bar: int = 0  # black letterbox bars of this height at top and bottom
+    size: tuple[int, int] = (640, 360)
+    fps: int = 24
+    cuts: list[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cuts = [self.shot_frames * (i + 1) for i in range(len(self.subtitles) - 1)]
+
+
+def make_text_video(path: Path, spec: TextVideo, mask: bool = False) -> None:
+    """Write ``spec`` as H.264 mp4. ``mask=True`` writes only its text, white (outline too) on
+    black and lossless, so ``frames.max() > 0`` is exactly where text was drawn."""
+    w, h = spec.size
+    n = len(spec.subtitles)
+    args: list[str] = []
+    for i in range(n):
+        src = TEXT_FREE_SOURCES[i % len(TEXT_FREE_SOURCES)].format(
+            w=w, h=h - 2 * spec.bar, fps=spec.fps)
+        if mask:
+            src = f"color=black:size={w}x{h - 2 * spec.bar}:rate={spec.fps}"
+        args += ["-f", "lavfi", "-i",
+                 f"{src},trim=end_frame={spec.shot_frames},setpts=PTS-STARTPTS,format=yuv420p"]
+    chain = [f"concat=n={n}:v=1:a=0", f"pad={w}:{h}:0:{spec.bar}:black",
+             *_text_filters(spec, "white" if mask else "black")]
+    graph = "".join(f"[{i}:v]" for i in range(n)) + ",".join(chain) + "[v]"
+    quality = ["-qp", "0"] if mask else ["-crf", "18"]
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", *args, "-filter_complex", graph, "-map", "[v]",
+         "-c:v", "libx264", "-preset", "veryfast", *quality, "-g", str(2 * spec.fps),
+         "-pix_fmt", "yuv420p", "-r", str(spec.fps), str(path)],
+        check=True,
+    )
+
+
+def _text_filters(spec: TextVideo, outline: str) -> list[str]:
+    style = f"fontfile={FONT}:fontcolor=white:borderw=2:bordercolor={outline}"
+    filters = []
+    bottom = spec.size[1] - spec.bar - 40
+    for shot, lines in enumerate(spec.subtitles):
+        step = spec.shot_frames // len(lines)
+        for k, line in enumerate(lines):
+            first = shot * spec.shot_frames + k * step
+            filters.append(f"drawtext={style}:fontsize=24:text='{line}':x=(w-text_w)/2:y={bottom}"
+                           f":enable='between(n,{first},{first + step - 1})'")
+    if spec.watermark:
+        filters.append(f"drawtext={style}:fontsize=20:text='{spec.watermark}'"
+                       f":x=w-text_w-16:y={spec.bar + 16}")
+    if spec.middle:
+        filters.append(f"drawtext={style}:fontsize=40:text='{spec.middle}'"
+                       ":x=(w-text_w)/2:y=(h-text_h)/2")
+    return filters
+

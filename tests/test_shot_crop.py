@@ -1,0 +1,310 @@
+"""Shot crop stage: exact crop geometry, and OCR crops on drawtext videos and a real trailer."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import tarfile
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from curation.decode import open_reader
+from stages import shot_crop
+from stages.crop_geometry import Rect, area, group_by_place, intersection, largest_crop
+from stages.probe import ProbeConfig, ProbeStage
+from stages.shot_crop import (
+    OcrEngine,
+    ShotCropConfig,
+    ShotCropStage,
+    build_engine,
+    crop_shot,
+    distinct_texts,
+    shot_frames,
+)
+from stages.video_score import VideoScoreConfig, VideoScoreStage
+from tests.media_text import TextVideo, make_text_video
+
+CACHE = Path.home() / ".cache" / "moga-curate"
+TRAILER_MEMBER = ("moviepy-2.2.1/docs/_static/medias/getting_started/moviepy_10_minutes/"
+                  "trailer_bbb.mp4")
+TRAILER_CUTS = [12, 240, 336, 593, 769, 864, 900, 988, 1049, 1224]  # as shot_split finds them
+SUBTITLED = TextVideo([["HELLO WORLD", "SCENE ONE TEST", "SEE YOU SOON"],
+                       ["GOODBYE FRIENDS", "THE END"]], watermark="MOGA TV")
+MIDDLE = TextVideo([["SMALL PRINT"]], middle="BREAKING NEWS TONIGHT")
+LETTERBOXED = TextVideo([["HELLO WORLD", "IN THE PICTURE"]], bar=40)
+
+
+# --- geometry: exact answers on a 160x90 frame (aspect 16:9) ---------------------------------
+
+FRAME = (0, 0, 160, 90)
+
+
+@pytest.mark.parametrize(("bounds", "obstacles", "expected"), [
+    pytest.param(FRAME, [], FRAME, id="no-text"),
+    # 70 rows: widest w with w * 9 // 16 <= 70 is 126 (126 * 9 / 16 = 70.9); centred across
+    pytest.param(FRAME, [(0, 70, 160, 90)], (17, 0, 143, 70), id="bottom-band"),
+    pytest.param((0, 10, 160, 80), [], (17, 10, 143, 80), id="letterbox"),
+    # left of the watermark (130x72) beats below it (126x70)
+    pytest.param(FRAME, [(130, 0, 160, 20)], (0, 9, 130, 81), id="corner-watermark"),
+    pytest.param(FRAME, [(50, 35, 110, 55)], (49, 1, 111, 35), id="middle-text"),
+    pytest.param(FRAME, [(0, 0, 160, 90)], None, id="all-text"),
+])
+def test_largest_crop_exact(bounds: Rect, obstacles: list[Rect], expected: Rect | None) -> None:
+    assert largest_crop(bounds, obstacles, (16, 9)) == expected
+
+
+def _brute_force_area(bounds: Rect, obstacles: list[Rect], aspect: tuple[int, int]) -> int:
+    """Area of the even-sized crop from the widest free rectangle over every corner and width."""
+    best = 0
+    for x, y in product(range(bounds[0], bounds[2]), range(bounds[1], bounds[3])):
+        for w in range(bounds[2] - x, 0, -1):
+            rect = (x, y, x + w, y + w * aspect[1] // aspect[0])
+            if rect[3] <= bounds[3] and all(area(intersection(rect, o)) == 0 for o in obstacles):
+                even = w // 2 * 2
+                best = max(best, even * (even * aspect[1] // aspect[0] // 2 * 2))
+                break
+    return best
+
+
+def test_largest_crop_matches_brute_force() -> None:
+    rng = random.Random(3)
+    for _ in range(60):
+        bounds = (rng.randrange(4), rng.randrange(4), rng.randrange(20, 32), rng.randrange(14, 22))
+        obstacles = []
+        for _ in range(rng.randrange(5)):
+            x, y = rng.randrange(32), rng.randrange(22)
+            obstacles.append((x, y, x + rng.randrange(1, 12), y + rng.randrange(1, 8)))
+        aspect = rng.choice([(16, 9), (4, 3), (1, 1), (9, 16)])
+        crop = largest_crop(bounds, obstacles, aspect)
+        assert (area(crop) if crop else 0) == _brute_force_area(bounds, obstacles, aspect)
+        if crop:
+            assert intersection(crop, bounds) == crop
+            assert all(area(intersection(crop, o)) == 0 for o in obstacles)
+
+
+def test_boxes_group_by_place_across_frames() -> None:
+    boxes = [
+        (0, (200, 300, 440, 340)), (1, (150, 302, 490, 338)), (2, (230, 300, 410, 341)),  # band
+        (0, (560, 10, 630, 30)), (2, (561, 11, 629, 31)),  # watermark, missed on frame 1
+        (1, (20, 100, 60, 120)),  # seen once
+    ]
+    assert group_by_place(boxes, 0.5) == [[0, 1, 2], [3, 4], [5]]
+
+
+def test_transient_text_is_excluded_unless_configured_off() -> None:
+    reads = [(0, (0, 300, 640, 360), "BAND"), (1, (0, 300, 640, 360), "BAND"),
+             (1, (300, 0, 340, 40), "LOGO")]  # the logo is seen on one of two frames
+    safe = crop_shot(reads, 2, (0, 0, 640, 360), (640, 360), ShotCropConfig())
+    assert safe["ocr_texts"] == ["BAND", "LOGO"] and safe["ocr_seen"] == [2, 1]
+    lenient = crop_shot(reads, 2, (0, 0, 640, 360), (640, 360),
+                        ShotCropConfig(exclude_transient=False))
+    assert lenient["ocr_texts"] == ["BAND"]
+    assert lenient["crop_w"] * lenient["crop_h"] > safe["crop_w"] * safe["crop_h"]
+
+
+def test_distinct_texts_merge_noisy_reads_of_one_line() -> None:
+    reads = ["A (slightly overweight) bunny", "A (slightl", "yeight) bunny", "THE END",
+             "Revenge is coming..", "Revenge is coming..."]
+    assert distinct_texts(reads) == ["A (slightly overweight) bunny", "THE END",
+                                     "Revenge is coming..."]
+
+
+def test_shot_frames_avoid_the_ends_and_stay_decodable() -> None:
+    assert shot_frames({"start_frame": 48, "end_frame": 96}, 3, 96) == [56, 72, 88]
+    assert shot_frames({"start_frame": 10, "end_frame": 12}, 3, 100) == [10, 11]
+    assert shot_frames({"start_frame": 90, "end_frame": 101}, 1, 95) == [92]
+
+
+def test_paddleocr_needs_local_model_dirs() -> None:
+    with pytest.raises(ValidationError, match="paddle_det_model_dir"):
+        ShotCropConfig(engine="paddleocr")
+    with pytest.raises(ValidationError, match="extra"):
+        ShotCropConfig(frames=3)
+
+
+# --- the stage on real media ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def stage() -> ShotCropStage:
+    built = ShotCropStage(ShotCropConfig())
+    built.setup()
+    return built
+
+
+@pytest.fixture(scope="module")
+def text_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """name -> (video, its text mask) for the drawtext videos."""
+    root = tmp_path_factory.mktemp("text")
+    videos = {}
+    for name, spec in (("subtitled", SUBTITLED), ("middle", MIDDLE), ("letterboxed", LETTERBOXED)):
+        video, mask = root / f"{name}.mp4", root / f"{name}-mask.mp4"
+        make_text_video(video, spec)
+        make_text_video(mask, spec, mask=True)
+        videos[name] = (video, mask)
+    return videos
+
+
+@pytest.fixture(scope="module")
+def trailer() -> Path:
+    """moviepy's trailer_bbb.mp4 (1280x720, 1323 frames, burned-in captions), from the
+    moviepy 2.2.1 source archive on PyPI, cached beside foundation.py's bbb.mp4."""
+    film = CACHE / "trailer_bbb.mp4"
+    if film.exists():
+        return film
+    CACHE.mkdir(parents=True, exist_ok=True)
+    sdist = CACHE / "moviepy-2.2.1.tar.gz"
+    if not sdist.exists():
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps",
+                               "--no-binary", ":all:", "moviepy==2.2.1", "-d", str(CACHE), "-q"],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"pip could not fetch the moviepy 2.2.1 sdist: {done.stderr[-300:]}")
+    with tarfile.open(sdist) as archive:
+        inner = archive.extractfile(TRAILER_MEMBER)
+        assert inner is not None
+        part = film.with_suffix(".part")  # a run cut short leaves no half film behind
+        part.write_bytes(inner.read())
+    part.replace(film)
+    return film
+
+
+def _record(path: Path, cuts: list[int]) -> dict:
+    """A record as the shot stages get it: probed, scored, with shots between ``cuts``."""
+    record = ProbeStage(ProbeConfig()).process({"path": str(path), "status": "pending"})
+    record = VideoScoreStage(VideoScoreConfig()).process(record)
+    bounds = [0, *cuts, record["num_frames"]]
+    record["shots"] = [{"shot_index": i, "start_frame": a, "end_frame": b}
+                       for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+    return record
+
+
+def _text_mask(mask_video: Path, shot: dict) -> np.ndarray:
+    """(H, W): where any frame of ``shot`` shows text."""
+    frames = open_reader(str(mask_video)).frames_at(list(range(shot["start_frame"],
+                                                              shot["end_frame"])))
+    return frames.max(axis=3).max(axis=0) > 0
+
+
+def _squeezed(texts: list[str]) -> str:
+    """All reads in one string without spaces (small text sometimes loses them)."""
+    return "|".join(texts).replace(" ", "")
+
+
+def _crop(shot: dict) -> Rect:
+    return (shot["crop_x"], shot["crop_y"], shot["crop_x"] + shot["crop_w"],
+            shot["crop_y"] + shot["crop_h"])
+
+
+def _assert_source_aspect(shot: dict, width: int, height: int) -> None:
+    assert shot["crop_w"] % 2 == 0 and shot["crop_h"] % 2 == 0
+    assert abs(shot["crop_w"] / shot["crop_h"] - width / height) < 0.01 * width / height
+    kept = shot["crop_w"] * shot["crop_h"] / (width * height)
+    assert shot["crop_kept_fraction"] == round(kept, 6)
+
+
+def test_subtitles_and_watermark_are_cropped_out(
+    stage: ShotCropStage, text_videos: dict[str, tuple[Path, Path]]
+) -> None:
+    video, mask = text_videos["subtitled"]
+    record = stage.process(_record(video, SUBTITLED.cuts))
+    assert record["status"] == "pending" and record["ocr_engine"] == "rapidocr"
+    for shot, lines in zip(record["shots"], SUBTITLED.subtitles, strict=True):
+        assert shot.get("kept", True) and shot["crop_kept_fraction"] >= 0.5  # measured 0.62
+        x0, y0, x1, y1 = _crop(shot)
+        assert not _text_mask(mask, shot)[y0:y1, x0:x1].any()
+        _assert_source_aspect(shot, 640, 360)
+        texts = _squeezed(shot["ocr_texts"])
+        assert all(line.replace(" ", "") in texts for line in lines + ["MOGA TV"])
+        assert shot["ocr_seen"] == [3, 3] and shot["ocr_frames"] == 3  # band and watermark
+
+
+def test_text_over_the_middle_drops_the_shot(
+    stage: ShotCropStage, text_videos: dict[str, tuple[Path, Path]]
+) -> None:
+    video, mask = text_videos["middle"]
+    (shot,) = stage.process(_record(video, MIDDLE.cuts))["shots"]
+    assert shot["kept"] is False and shot["drop_rule"] == "text_covers_frame"
+    assert float(shot["drop_value"]) == shot["crop_kept_fraction"] < 0.25  # measured 0.18
+    x0, y0, x1, y1 = _crop(shot)
+    assert not _text_mask(mask, shot)[y0:y1, x0:x1].any()
+    assert "BREAKINGNEWSTONIGHT" in _squeezed(shot["ocr_texts"])
+
+
+def test_crop_stays_inside_the_letterbox(
+    stage: ShotCropStage, text_videos: dict[str, tuple[Path, Path]]
+) -> None:
+    video, mask = text_videos["letterboxed"]
+    record = stage.process(_record(video, LETTERBOXED.cuts))
+    (shot,) = record["shots"]
+    assert (record["border_y"], record["border_h"]) == (40, 280)
+    x0, y0, x1, y1 = _crop(shot)
+    assert y0 >= 40 and y1 <= 320 and y1 - y0 >= 200
+    assert not _text_mask(mask, shot)[y0:y1, x0:x1].any()
+    _assert_source_aspect(shot, 640, 360)
+
+
+def test_trailer_captions_are_read_and_excluded(stage: ShotCropStage, trailer: Path) -> None:
+    shots = stage.process(_record(trailer, TRAILER_CUTS))["shots"]
+    assert all("crop_kept_fraction" in s for s in shots)
+    texts = _squeezed([t for s in shots for t in s["ocr_texts"]])
+    for caption in ("Anunluckybird", "Andthreerodentpests", "Revengeiscoming"):
+        assert caption in texts
+    for shot in shots:
+        crop = _crop(shot)
+        assert all(area(intersection(crop, tuple(b))) == 0 for b in shot["ocr_boxes"])
+        if shot["ocr_boxes"]:
+            _assert_source_aspect(shot, 1280, 720)
+        else:
+            assert crop == (0, 0, 1280, 720)
+        assert shot.get("kept", True) == (shot["crop_kept_fraction"] >= 0.5)
+    assert sum(not s.get("kept", True) for s in shots) >= 4  # the captions sit mid-frame
+
+
+def test_ocr_reads_few_small_frames_and_recognises_only_boxes(
+    text_videos: dict[str, tuple[Path, Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shapes: list[tuple[int, ...]] = []
+    boxes: list[int] = []
+    crops: list[int] = []
+
+    class Counting:
+        def __init__(self, engine: OcrEngine) -> None:
+            self.name, self._engine = engine.name, engine
+
+        def detect(self, image: np.ndarray) -> list[Rect]:
+            found = self._engine.detect(image)
+            shapes.append(image.shape)
+            boxes.append(len(found))
+            return found
+
+        def recognize(self, images: list[np.ndarray]) -> list[tuple[str, float]]:
+            crops.append(len(images))
+            return self._engine.recognize(images)
+
+    monkeypatch.setattr(shot_crop, "build_engine", lambda c: Counting(build_engine(c)))
+    counting = ShotCropStage(ShotCropConfig(detect_width=480, frames_per_shot=2))
+    counting.setup()
+    counting.process(_record(text_videos["subtitled"][0], SUBTITLED.cuts))
+    assert shapes == [(272, 480, 3)] * 4  # 2 shots x 2 frames, at the detect width
+    assert crops == [n for n in boxes if n] and sum(crops) >= 4
+
+
+def test_unreadable_video_fails_with_decode_error(stage: ShotCropStage, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 4096)
+    record = {"path": str(broken), "status": "pending", "width": 640, "height": 360,
+              "border_w": 0, "shots": [{"shot_index": 0, "start_frame": 0, "end_frame": 24}]}
+    record = stage.process(record)
+    assert record["status"] == "failed" and record["reject_rule"] == "decode_error"
+
+
+def test_dropped_shots_are_left_alone(stage: ShotCropStage, text_videos: dict) -> None:
+    record = _record(text_videos["subtitled"][0], SUBTITLED.cuts)
+    record["shots"][0]["kept"] = False
+    record = stage.process(record)
+    assert "crop_w" not in record["shots"][0] and record["shots"][1]["crop_w"] > 0
