@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -48,8 +49,8 @@ def step_time(attention: str, args: argparse.Namespace, device: torch.device) ->
     times, record = [], {}
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    for _ in range(args.warmup + args.repeat):
-        start = time.perf_counter()
+
+    def one_step() -> tuple[torch.Tensor, dict]:
         # Backward recomputes checkpointed blocks: it must pick the same kernels as forward.
         with sdpa_kernel(kernels, set_priority=True):
             with torch.autocast(device.type, torch.bfloat16, enabled=cuda):
@@ -60,13 +61,33 @@ def step_time(attention: str, args: argparse.Namespace, device: torch.device) ->
         opt.zero_grad(set_to_none=True)
         if cuda:
             torch.cuda.synchronize()
+        return loss, info
+
+    for _ in range(args.warmup + args.repeat):
+        start = time.perf_counter()
+        loss, info = one_step()
         times.append(time.perf_counter() - start)
-        record = {"loss": float(loss.detach()), "balance_metric": info["balance_metric"][:3]}
+        metric = info["balance_metric"]
+        record = {"loss": float(loss.detach()),
+                  "balance_metric_mean": sum(metric) / len(metric) if metric else None,
+                  "balance_metric_max": max(metric) if metric else None}
+    if args.profile:
+        profile_step(one_step, args.profile / f"profile-{attention}.txt")
     timed = sorted(times[args.warmup:])
     tokens = args.frames * args.height * args.width
     return {"attention": attention, "tokens": tokens, "step_s": timed[len(timed) // 2],
             "all_step_s": times, "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda
             else None, "params": sum(p.numel() for p in model.parameters()), **record}
+
+
+def profile_step(one_step: Callable[[], object], path: Path) -> None:
+    """One more step under the profiler; its op table, by self CPU time, goes to ``path``."""
+    activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    with torch.profiler.profile(activities=activities) as prof:
+        one_step()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30,
+                                              max_name_column_width=90))
 
 
 def main() -> None:
@@ -82,6 +103,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--attention", nargs="+", default=["moga", "dense"])
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="profile one extra step per attention kind into DIR/profile-KIND.txt")
     args = parser.parse_args()
     device = torch.device(args.device)
     info = {"torch": torch.__version__, "device": torch.cuda.get_device_name(device)

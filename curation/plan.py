@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from curation.config import PipelineConfig
 from curation.records import Record, fail, is_live
 from curation.resources import Resources
+from curation.watchdog import ItemWatchdog
 from stages import Stage
 from stages.aesthetic import preflight as aesthetic_preflight
 from stages.encode import EncodeStage
@@ -50,7 +52,7 @@ def build_plan(config: PipelineConfig, out_dir: Path) -> list[PlannedStage]:
         PlannedStage(ShotScoreStage(cfg.shot_score), cfg.shot_score.resources,
                      actors=cfg.shot_score.aesthetic.clip_model is not None),
         PlannedStage(ShotFilterStage(cfg.shot_filter), cfg.shot_filter.resources),
-        PlannedStage(ShotCropStage(cfg.shot_crop), cfg.shot_crop.resources, actors=True),
+        PlannedStage(ShotCropStage(cfg.shot_crop), cfg.shot_crop.resources),
         PlannedStage(ShotMergeStage(cfg.shot_merge), cfg.shot_merge.resources),
     ]
     if cfg.shot_caption.model is not None:
@@ -80,23 +82,30 @@ def preflight(config: PipelineConfig) -> None:
 
 
 class StageCall:
-    """Applies one stage to one record: skips finished records, times the stage, and turns an
-    unexpected exception into a ``failed`` record naming the stage and the error."""
+    """Applies one stage to one record: skips finished records, times the stage, turns an
+    unexpected exception into a ``failed`` record naming the stage and the error, and, with a
+    watchdog, stops a call that overruns its limit (rule ``timeout``) and gives up on a file
+    that keeps killing its worker (rule ``worker_lost``)."""
 
-    def __init__(self, stage: Stage) -> None:
+    def __init__(self, stage: Stage, watchdog: ItemWatchdog | None = None) -> None:
         self.stage = stage
+        self.watchdog = watchdog
         self._ready = False
 
     def __call__(self, record: Record) -> Record:
         record = dict(record)
         if not is_live(record):
             return record
+        if self.watchdog is not None and (loss := self.watchdog.loss(record)):
+            return fail(record, loss.stage, loss.rule, loss.detail)
         if not self._ready:
             self.stage.setup()
             self._ready = True
         started = time.perf_counter()
+        guard = self.watchdog.guard(record) if self.watchdog is not None else nullcontext()
         try:
-            record = self.stage.process(record)
+            with guard:
+                record = self.stage.process(record)
         except Exception as err:  # a stage bug must not take the other videos down
             record = fail(record, self.stage.name, "error", f"{type(err).__name__}: {err}")
         record[f"seconds_{self.stage.name}"] = round(time.perf_counter() - started, 4)

@@ -6,7 +6,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Resources(BaseModel):
-    """CPU/GPU share one worker of a stage reserves, and how many workers may run at once."""
+    """CPU/GPU share one worker of a stage reserves, how many workers may run at once, and how
+    long one video may take in the stage."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -17,4 +18,12 @@ class Resources(BaseModel):
     )
     max_workers: int | None = Field(
         None, ge=1, description="Upper bound on concurrent workers; null lets Ray decide."
+    )
+    timeout_s: float | None = Field(
+        600.0, gt=0, description="Seconds one video may spend in this stage (plus "
+        "timeout_per_video_second per second of its duration) before the worker is stopped and "
+        "the video fails with rule timeout; null: no limit.",
+    )
+    timeout_per_video_second: float = Field(
+        4.0, ge=0, description="Extra seconds of the stage's limit per second of video."
     )

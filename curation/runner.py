@@ -23,6 +23,7 @@ from curation.plan import PlannedStage, StageCall, build_plan, preflight
 from curation.records import Record, Status, fail
 from curation.run_state import check_run_state
 from curation.summary import write_summary
+from curation.watchdog import INFLIGHT_DIR, ItemWatchdog, lost_in
 from curation.writer import PartWriter
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,8 @@ def run(raw_dir: Path, out_dir: Path, config: PipelineConfig, options: RunOption
     if not raw_dir.is_dir():
         raise FileNotFoundError(f"input folder does not exist: {raw_dir}")
     if options.overwrite and out_dir.exists():
-        for name in ("videos", "shots", "clips", "clips_index", ".staging", "summary.json",
-                     "run.json"):
+        for name in ("videos", "shots", "clips", "clips_index", ".staging", INFLIGHT_DIR,
+                     "summary.json", "run.json"):
             target = out_dir / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     preflight(config)
@@ -96,8 +97,10 @@ def _process_on_ray(
     import ray
 
     started_here = _init_ray(options)
+    inflight = out_dir / INFLIGHT_DIR
+    shutil.rmtree(inflight, ignore_errors=True)  # markers of an earlier, killed run
     try:
-        dataset = _build_dataset(pending, build_plan(config, out_dir))
+        dataset = _build_dataset(pending, build_plan(config, out_dir), inflight)
         batch = _Batcher(writer, config.output.videos_per_part, config.output.flush_seconds)
         seen: set[str] = set()
         for row in dataset.iter_rows():
@@ -105,17 +108,23 @@ def _process_on_ray(
             seen.add(record["video_id"])
             _log_progress(record, len(seen), len(pending))
             batch.add(record)
-        lost = [
-            fail(dict(r), "runner", "worker_lost", "the worker died while processing this file")
-            for r in pending if r["video_id"] not in seen
-        ]
-        for record in lost:
-            batch.add(record)
+        for record in pending:
+            if record["video_id"] not in seen:
+                batch.add(_lost(dict(record), inflight))
         batch.flush()
+        shutil.rmtree(inflight, ignore_errors=True)
         return batch.statuses
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _lost(record: Record, inflight: Path) -> Record:
+    """A video that never came back: its in-flight marker says in which stage and why."""
+    loss = lost_in(inflight, record["video_id"])
+    if loss is not None:
+        return fail(record, loss.stage, loss.rule, loss.detail)
+    return fail(record, "runner", "worker_lost", "the worker died while processing this file")
 
 
 def _init_ray(options: RunOptions) -> bool:
@@ -137,7 +146,8 @@ def _init_ray(options: RunOptions) -> bool:
     return True
 
 
-def _build_dataset(pending: list[Record], plan: list[PlannedStage]):  # noqa: ANN202 - ray Dataset
+def _build_dataset(pending: list[Record], plan: list[PlannedStage],  # noqa: ANN202 - ray Dataset
+                   inflight: Path):
     import ray
     from ray.data import DataContext
 
@@ -147,18 +157,30 @@ def _build_dataset(pending: list[Record], plan: list[PlannedStage]):  # noqa: AN
     dataset = ray.data.from_items(pending, override_num_blocks=min(len(pending), 10_000))
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
     cluster_cpus = ray.cluster_resources().get("CPU", 1)
+    actor_cpus = actor_cpu_shares(plan, cluster_cpus)
     for planned in plan:
         res = planned.resources
+        call = (planned.stage, ItemWatchdog(inflight, planned.stage.name, res))
         gpus = 1.0 if res.gpu_when_available and cluster_gpus else res.num_gpus
         if planned.actors:  # a pool of long-lived workers that load their model once
-            most = res.max_workers or max(1, int(cluster_gpus if gpus else cluster_cpus // res.num_cpus))
-            dataset = dataset.map(StageCall, fn_constructor_args=(planned.stage,),
-                                  num_cpus=res.num_cpus, num_gpus=gpus or None,
-                                  concurrency=(1, most))
+            cpus = actor_cpus[planned.stage.name]
+            most = res.max_workers or max(1, int(cluster_gpus if gpus else cluster_cpus // cpus))
+            dataset = dataset.map(StageCall, fn_constructor_args=call,
+                                  num_cpus=cpus, num_gpus=gpus or None, concurrency=(1, most))
         else:
-            dataset = dataset.map(StageCall(planned.stage), num_cpus=res.num_cpus,
+            dataset = dataset.map(StageCall(*call), num_cpus=res.num_cpus,
                                   num_gpus=gpus or None, concurrency=res.max_workers)
     return dataset
+
+
+def actor_cpu_shares(plan: list[PlannedStage], cluster_cpus: float) -> dict[str, float]:
+    """CPUs each actor stage reserves per actor. An actor pool holds its CPUs for the whole run,
+    so when the pools' minimum (one actor each) would leave less than one CPU for the task
+    stages, their reservations shrink in proportion (a 2-core laptop would deadlock otherwise)."""
+    wanted = {p.stage.name: p.resources.num_cpus for p in plan if p.actors}
+    budget = max(cluster_cpus - 1.0, 0.1 * len(wanted))
+    scale = min(1.0, budget / sum(wanted.values())) if wanted else 1.0
+    return {name: cpus * scale for name, cpus in wanted.items()}
 
 
 def _finish(record: Record) -> Record:

@@ -35,21 +35,24 @@ class FrameSignalRecorder:
             return
         import cv2
 
-        grey = luma.astype(np.float32)
-        h, w = grey.shape
-        noise = float(np.abs(cv2.filter2D(grey, -1, _NOISE_KERNEL)[1:-1, 1:-1]).sum())
-        noise *= math.sqrt(math.pi / 2) / (6.0 * max(1, (w - 2) * (h - 2)))
-        motion = float("nan") if self._previous is None else float(
-            np.abs(grey - self._previous).mean())
-        self._previous = grey
+        h, w = luma.shape
+        pixels = float(h * w)
+        _, laplacian_std = cv2.meanStdDev(cv2.Laplacian(luma, cv2.CV_16S))
+        residual = cv2.filter2D(luma, cv2.CV_16S, _NOISE_KERNEL)[1:-1, 1:-1]
+        noise = cv2.norm(residual, cv2.NORM_L1) * math.sqrt(math.pi / 2) / (
+            6.0 * max(1, (w - 2) * (h - 2)))
+        mean, std = cv2.meanStdDev(luma)
+        motion = float("nan") if self._previous is None else (
+            cv2.norm(luma, self._previous, cv2.NORM_L1) / pixels)
+        self._previous = luma
         self._rows.append((
             float(index),
-            float(cv2.Laplacian(luma, cv2.CV_32F).var()),
-            float(grey.mean()),
-            float((luma < self.dark_luma).mean()),
-            float((luma > self.bright_luma).mean()),
+            float(laplacian_std[0, 0]) ** 2,
+            float(mean[0, 0]),
+            cv2.countNonZero(cv2.inRange(luma, 0, self.dark_luma - 1)) / pixels,
+            cv2.countNonZero(cv2.inRange(luma, self.bright_luma + 1, 255)) / pixels,
             noise,
-            float(grey.std()),
+            float(std[0, 0]),
             colourfulness(bgr),
             motion,
         ))
@@ -66,9 +69,15 @@ def unpack(packed: bytes) -> np.ndarray:
 
 
 def colourfulness(bgr: np.ndarray) -> float:
-    """Hasler and Suesstrunk's colourfulness metric (0 for grey; about 100 is very colourful)."""
-    b, g, r = (bgr[..., i].astype(np.float32) for i in range(3))
-    rg, yb = r - g, 0.5 * (r + g) - b
-    spread = math.hypot(float(rg.std()), float(yb.std()))
-    centre = math.hypot(float(rg.mean()), float(yb.mean()))
+    """Hasler and Suesstrunk's colourfulness metric (0 for grey; about 100 is very colourful),
+    on every second pixel in each direction (a global statistic; four times cheaper)."""
+    import cv2
+
+    b, g, r = cv2.split(np.ascontiguousarray(bgr[::2, ::2]).astype(np.int16))
+    rg = cv2.subtract(r, g)
+    yb2 = cv2.subtract(cv2.add(r, g), cv2.multiply(b, 2))  # twice yellow-blue, kept integer
+    rg_mean, rg_std = cv2.meanStdDev(rg)
+    yb_mean, yb_std = cv2.meanStdDev(yb2)
+    spread = math.hypot(float(rg_std[0, 0]), float(yb_std[0, 0]) / 2)
+    centre = math.hypot(float(rg_mean[0, 0]), float(yb_mean[0, 0]) / 2)
     return spread + 0.3 * centre

@@ -29,7 +29,7 @@ class SignalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    stride: int = Field(2, ge=1, description="Measure every n-th analysis frame.")
+    stride: int = Field(3, ge=1, description="Measure every n-th analysis frame.")
     dark_luma: int = Field(16, ge=0, le=255, description="Pixels below count as underexposed.")
     bright_luma: int = Field(240, ge=0, le=255, description="Pixels above count as overexposed.")
 

@@ -1,0 +1,30 @@
+"""Actor pools must leave CPUs for the task stages, or a small machine deadlocks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from curation.config import parse_config
+from curation.plan import build_plan
+from curation.runner import actor_cpu_shares
+
+
+def _plan(tmp_path: Path, caption: bool, aesthetic: bool) -> list:
+    stages: dict = {}
+    if caption:
+        stages["shot_caption"] = {"model": "some/model"}
+    if aesthetic:
+        stages["shot_score"] = {"aesthetic": {"clip_model": "c", "mlp_weights": "m"}}
+    return build_plan(parse_config({"stages": stages}), tmp_path)
+
+
+def test_two_model_stages_on_two_cpus_leave_one_for_tasks(tmp_path: Path) -> None:
+    shares = actor_cpu_shares(_plan(tmp_path, caption=True, aesthetic=True), cluster_cpus=2)
+    assert set(shares) == {"shot_caption", "shot_score"}
+    assert sum(shares.values()) <= 1.0 + 1e-9
+
+
+def test_big_cluster_keeps_the_configured_reservations(tmp_path: Path) -> None:
+    shares = actor_cpu_shares(_plan(tmp_path, caption=True, aesthetic=False), cluster_cpus=64)
+    assert shares == {"shot_caption": 1.0}
+    assert actor_cpu_shares(_plan(tmp_path, caption=False, aesthetic=False), 2) == {}
