@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -20,10 +20,8 @@ from torch.distributed import ProcessGroup
 from torch.utils.checkpoint import checkpoint
 
 from models import sequence_parallel as sp
+from models.moga import MoGASelfAttention, MoGAStats
 from models.rope import apply_rope, axis_dims, rope_angles
-
-if TYPE_CHECKING:
-    from models.moga import MoGAStats
 
 
 class DiTConfig(BaseModel):
@@ -104,8 +102,6 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(cfg.dim, cfg.dim)
         self.moga: nn.Module | None = None
         if cfg.attention == "moga":
-            from models.moga import MoGASelfAttention
-
             self.moga = MoGASelfAttention(
                 cfg.dim, cfg.num_heads, cfg.num_groups, window_grid=cfg.window_grid,
                 shot_context_frames=cfg.shot_context_frames, balance_alpha=cfg.balance_alpha,
@@ -156,7 +152,8 @@ class ShotCrossAttention(nn.Module):
         q = self.q_norm(self.q(x).float()).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
         k, v = self.kv(text).chunk(2, dim=-1)
         q = q.to(v.dtype)
-        k = self.k_norm(k.float()).to(v.dtype).unflatten(-1, (self.num_heads, -1)).transpose(2, 3)  # (B, S, H, L, D)
+        k = self.k_norm(k.float()).to(v.dtype)
+        k = k.unflatten(-1, (self.num_heads, -1)).transpose(2, 3)  # (B, S, H, L, D)
         v = v.unflatten(-1, (self.num_heads, -1)).transpose(2, 3)
         # Shots are contiguous token ranges, so one SDPA call per shot gives the block-diagonal
         # shot-to-caption pattern without an n x (S*L) mask.

@@ -7,12 +7,14 @@ STGA window x temporal group plus shot context, same frame) without the plan cod
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from models import attention_core
 from models.attention_core import grouped_attention, make_plan
 from models.moga import MoGASelfAttention, moga_plan
 from models.router import Routing, balance_loss, balance_metric, group_counts
@@ -181,6 +183,30 @@ def test_plan_rejects_inconsistent_lengths() -> None:
         make_plan(torch.arange(5), [2, 2])
     with pytest.raises(ValueError, match="no keys"):
         make_plan(None, [2, 2], torch.arange(2), [2, 0])
+
+
+def test_packed_runs_suit_shape_stable_cudnn_plans(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cuDNN keys MoGA's changing group lengths by power-of-two buckets only for mask-free calls
+    whose q, k, v are (B, S, H, D)-contiguous: the gathered MoGA and window runs must be that."""
+    assert "TORCH_CUDNN_SDPA_AVOID_RECOMPILE" in os.environ
+    layouts = []
+    sdpa = F.scaled_dot_product_attention
+
+    def spy(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args: object,
+            **kwargs: object) -> torch.Tensor:
+        layouts.append(not args and not kwargs
+                       and all(t.transpose(1, 2).is_contiguous() for t in (q, k, v)))
+        return sdpa(q, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(attention_core.F, "scaled_dot_product_attention", spy)
+    grid, batch = (5, 3, 4), 2
+    rows = batch * math.prod(grid)
+    q, k, v = (torch.randn(rows, HEADS, HEAD_DIM, dtype=torch.float64) for _ in range(3))
+    ids = torch.randint(0, 3, (batch, math.prod(grid)), generator=torch.Generator().manual_seed(5))
+    for plan in (moga_plan(ids, 3), window_plan(batch, grid, (2,), (2, 2), 2, 2,
+                                                torch.device("cpu"))):
+        grouped_attention(q, k, v, plan, "packed", torch.rand(rows, dtype=torch.float64))
+    assert len(layouts) > 3 and all(layouts)
 
 
 def _routing(ids: torch.Tensor, confidence: float) -> Routing:
