@@ -5,9 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-# ffmpeg (with ffprobe, libx264, drawtext) and the font the text-video tests draw with
-if ! command -v ffprobe >/dev/null || [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ]; then
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq ffmpeg fonts-dejavu-core
+# ffmpeg (with ffprobe, libx264, drawtext), the font the text-video tests draw with, and the
+# headless chromium the report test renders the page in
+if ! command -v ffprobe >/dev/null || ! command -v chromium >/dev/null \
+    || [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ]; then
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq ffmpeg fonts-dejavu-core chromium
 fi
 PY=${PYTHON:-python3}
 $PY -m pip install -q -r requirements.txt
