@@ -15,9 +15,10 @@ VAE and text encoder) instead of the synthetic sample.
     python -m torch.distributed.run --standalone --nproc-per-node 2 benchmarks/scaling.py \\
         --device cpu --config configs/train-tiny.yaml --sp 2 --groups 2 --window-grid 2 2 \\
         --frames 5 --height 4 --width 4 --shots 2
-    torchrun --nproc-per-node 2 benchmarks/scaling.py --device cpu --config configs/train-tiny.yaml \\
-        --sp 2 --groups 2 --window-grid 2 2 --real-shards OUT/clips \\
-        --set encoders.vae_path=ENC/vae --set encoders.text_encoder_path=ENC/text
+    torchrun --nproc-per-node 2 benchmarks/scaling.py --device cpu \\
+        --config configs/train-tiny.yaml --sp 2 --groups 2 --window-grid 2 2 \\
+        --real-shards OUT/clips --set encoders.vae_path=ENC/vae \\
+        --set encoders.text_encoder_path=ENC/text
 """
 
 from __future__ import annotations
@@ -41,8 +42,15 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.dit import MoGADiT, ShotText  # noqa: E402
 from models.shards import ClipSample, ShardStream  # noqa: E402
-from models.trainer import (EMA, Run, TrainConfig, build_run, init_ranks,  # noqa: E402
-                            load_train_config, train_step)
+from models.trainer import (  # noqa: E402
+    EMA,
+    Run,
+    TrainConfig,
+    build_run,
+    init_ranks,
+    load_train_config,
+    train_step,
+)
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "train-wan1.3b.yaml"
 # cuDNN first for every SDPA call (dense self-attention, shot cross-attention), as in dit_step.py.
@@ -163,14 +171,14 @@ def measure(run: Run, samples: Iterator[ClipSample], timer: CollectiveTimer,
             steps: int) -> list[dict[str, Any]]:
     """This rank's timings of ``steps`` trainer steps."""
     cuda = run.ranks.device.type == "cuda"
-    kernels = sdpa_kernel(KERNELS, set_priority=True) if cuda else nullcontext()
     out = []
     for _ in range(steps):
         if cuda:
             torch.cuda.synchronize()
         timer.reset()
         start = time.perf_counter()
-        with kernels:  # covers the backward's recomputation too
+        # A fresh context each step (they are single-use); it covers the backward's recompute.
+        with sdpa_kernel(KERNELS, set_priority=True) if cuda else nullcontext():
             record = train_step(run, samples)  # ends with a device synchronize
         seconds = time.perf_counter() - start
         out.append({"step_s": seconds, **timer.read(), "loss": record["loss"],
@@ -212,7 +220,8 @@ def summarize(per_rank: list[dict[str, Any]], args: argparse.Namespace,
     layers = cfg.model.num_layers
     if layers < layers_full:  # estimate: every per-step cost taken as proportional to depth
         result["step_s_scaled_to_full_depth"] = step_s * layers_full / layers
-        result["tokens_per_s_per_gpu_scaled"] = result["tokens_per_s_per_gpu"] * layers / layers_full
+        result["tokens_per_s_per_gpu_scaled"] = (result["tokens_per_s_per_gpu"] * layers
+                                                 / layers_full)
     return result
 
 
