@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from curation.config import ConfigError, PipelineConfig, load_config
+from curation.disk_full import DiskFullError
 from curation.plan import PreflightError
 from curation.run_state import RunStateError
 from models.train_cli import sample_command, train_command
@@ -57,6 +58,9 @@ def run_command(raw_dir: Path, out_dir: Path, config_path: Path | None, ray_addr
     except (ConfigError, PreflightError, RunStateError, FileNotFoundError) as err:
         click.echo(f"curate: error: {err}", err=True)
         sys.exit(2)
+    except DiskFullError as err:
+        click.echo(f"curate: error: {err}", err=True)
+        sys.exit(3)
     click.echo(format_summary(result.summary))
     click.echo(f"this run: {result.processed} files processed, {result.skipped_done} already "
                f"done, {result.seconds:.1f} s; results in {out_dir}")

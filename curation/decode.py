@@ -8,12 +8,15 @@ Whole-video passes: :func:`iter_analysis_frames`, a PyAV pass that costs about o
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class FrameReader(Protocol):
@@ -118,15 +121,60 @@ class PyAVReader:
                 yield frame.to_ndarray(format="rgb24")
 
 
+def prefetched(items: Iterator[T], depth: int) -> Iterator[T]:
+    """Iterate ``items`` in a background thread, up to ``depth`` ahead of the consumer.
+
+    Decoding (PyAV) and the detectors (OpenCV, NumPy) release the GIL, so a producer thread lets
+    the decoder run while the caller analyses the previous frames. Exceptions are re-raised in
+    the consumer; stopping early stops the producer.
+    """
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                buffer.put(item)
+            buffer.put(done)
+        except BaseException as err:  # handed to the consumer
+            buffer.put(err)
+
+    worker = threading.Thread(target=produce, daemon=True)
+    worker.start()
+    try:
+        while (item := buffer.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                worker.join(0.01)
+
+
 def iter_analysis_frames(
-    path: str, size: tuple[int, int], skip_loop_filter: bool = True
+    path: str, size: tuple[int, int], skip_loop_filter: bool = True, prefetch: int = 0
 ) -> Iterator[tuple[float, np.ndarray]]:
     """(presentation time in s, BGR frame at ``size``) for every frame, in one PyAV pass.
 
     The fast path for full-video analysis. The decoder skips the deblocking filter (invisible
     at analysis size) and the three YUV 4:2:0 planes are downscaled before colour conversion,
-    so the pass costs about one plain decode (benchmarks/RESULTS.md).
+    so the pass costs about one plain decode (benchmarks/RESULTS.md). With ``prefetch`` > 0 the
+    decoding runs in a background thread that many frames ahead of the caller.
     """
+    frames = _analysis_frames(path, size, skip_loop_filter)
+    return prefetched(frames, prefetch) if prefetch > 0 else frames
+
+
+def _analysis_frames(
+    path: str, size: tuple[int, int], skip_loop_filter: bool
+) -> Iterator[tuple[float, np.ndarray]]:
     import av
     import cv2
 

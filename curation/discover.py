@@ -8,9 +8,11 @@ that id are compared in full: byte-identical ones become ``duplicate`` rows poin
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
+import stat
 import subprocess
 from pathlib import Path
 
@@ -76,7 +78,10 @@ def _new_record(path: Path, root: Path) -> Record:
         "duplicate_of": None,
     }
     try:
-        record["size_bytes"] = path.stat().st_size
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block the read forever
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, socket or device)")
+        record["size_bytes"] = info.st_size
         record["video_id"] = quick_fingerprint(path, record["size_bytes"])
     except OSError as err:
         cause = "broken symlink" if path.is_symlink() and not path.exists() else err.strerror

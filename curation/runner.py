@@ -19,6 +19,8 @@ from pathlib import Path
 
 from curation.config import PipelineConfig
 from curation.discover import discover
+from curation.disk_full import check_record, commit
+from curation.input_changes import stamp, unless_changed
 from curation.plan import PlannedStage, StageCall, build_plan, preflight
 from curation.records import Record, Status, fail
 from curation.run_state import check_run_state
@@ -76,7 +78,7 @@ def run(raw_dir: Path, out_dir: Path, config: PipelineConfig, options: RunOption
     log.info("found %d files under %s: %d already done, %d to do",
              len(records), raw_dir, result.skipped_done, len(todo))
     settled = [r for r in todo if r["status"] != Status.PENDING.value]
-    writer.write(settled)
+    commit(writer, settled)
     statuses = Counter(r["status"] for r in settled)
     pending = [r for r in todo if r["status"] == Status.PENDING.value]
     if pending:
@@ -99,12 +101,15 @@ def _process_on_ray(
     started_here = _init_ray(options)
     inflight = out_dir / INFLIGHT_DIR
     shutil.rmtree(inflight, ignore_errors=True)  # markers of an earlier, killed run
+    stamps = {r["video_id"]: stamp(r["path"]) for r in pending}
     try:
         dataset = _build_dataset(pending, build_plan(config, out_dir), inflight)
         batch = _Batcher(writer, config.output.videos_per_part, config.output.flush_seconds)
         seen: set[str] = set()
         for row in dataset.iter_rows():
             record = _finish(dict(row))
+            check_record(record, out_dir)
+            record = unless_changed(record, stamps[record["video_id"]])
             seen.add(record["video_id"])
             _log_progress(record, len(seen), len(pending))
             batch.add(record)
@@ -142,7 +147,9 @@ def _init_ray(options: RunOptions) -> bool:
         ray.init(address=options.ray_address, log_to_driver=False,
                  runtime_env={"py_modules": [curation, stages]})
     else:
-        ray.init(num_cpus=options.num_cpus, include_dashboard=False, log_to_driver=False)
+        # "local": a fresh Ray even when `ray start` runs on this machine (plain init joins it)
+        ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=False,
+                 log_to_driver=False)
     return True
 
 
@@ -208,7 +215,7 @@ class _Batcher:
             self.flush()
 
     def flush(self) -> None:
-        self.writer.write(self.buffer)
+        commit(self.writer, self.buffer)
         self.buffer = []
         self.last_flush = time.monotonic()
 

@@ -105,3 +105,38 @@ def make_image(path: Path) -> None:
     """A PNG picture written to ``path`` whatever its extension."""
     _ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=320x180", "-frames:v", "1", "-c:v", "png",
              "-f", "image2", str(path)])
+
+
+def make_encoded(path: Path, frames: int, w: int, h: int, fps: int = 24, pix_fmt: str = "yuv420p",
+                 extra: list[str] | None = None) -> None:
+    """One moving shot of ``w`` x ``h`` in ``pix_fmt`` (e.g. yuv420p10le for 10-bit);
+    ``extra`` ffmpeg output options such as colour tags."""
+    src = MOVING_SOURCES[0].format(w=w, h=h, fps=fps)
+    _ffmpeg(["-f", "lavfi", "-i", f"{src},trim=end_frame={frames},format={pix_fmt}",
+             "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", pix_fmt,
+             *(extra or []), str(path)])
+
+
+def make_hdr(path: Path, frames: int, w: int = 320, h: int = 180) -> None:
+    """10-bit video tagged BT.2020 primaries and matrix with the PQ (SMPTE ST 2084) transfer."""
+    make_encoded(path, frames, w, h, pix_fmt="yuv420p10le",
+                 extra=["-color_primaries", "bt2020", "-color_trc", "smpte2084",
+                        "-colorspace", "bt2020nc"])
+
+
+def make_rotated(source: Path, path: Path, degrees: int) -> None:
+    """``source`` remuxed with a display matrix rotating it by ``degrees`` (the mp4 muxer turns
+    the ``rotate`` tag into the matrix; ffmpeg 6 spells it ``-display_rotation``)."""
+    _ffmpeg(["-i", str(source), "-c", "copy", "-metadata:s:v:0", f"rotate={degrees}", str(path)])
+
+
+def make_variable_fps(path: Path, w: int = 320, h: int = 180) -> list[float]:
+    """Two seconds at 30 fps then two at 10 fps in one stream (variable frame rate, kept by
+    ``-fps_mode passthrough``); return the frame rates of the parts."""
+    graph = ("[0:v]fps=30[a];[1:v]fps=10[b];[a][b]concat=n=2:v=1:a=0[v]")
+    src = MOVING_SOURCES[1].format(w=w, h=h, fps=30)
+    _ffmpeg(["-f", "lavfi", "-i", f"{src},trim=duration=2", "-f", "lavfi",
+             "-i", f"{MOVING_SOURCES[0].format(w=w, h=h, fps=30)},trim=duration=2",
+             "-filter_complex", graph, "-map", "[v]", "-fps_mode", "passthrough",
+             "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", str(path)])
+    return [30.0, 10.0]

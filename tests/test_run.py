@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -141,32 +140,3 @@ def test_resume_with_changed_settings_is_refused(tmp_path: Path, sample_folder: 
     (out / "run.json").write_text(json.dumps({"config_fingerprint": "something-else"}))
     done = _curate(str(sample_folder), str(out))
     assert done.returncode == 2 and "--overwrite" in done.stderr
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_run_against_a_ray_cluster_started_with_ray_start(
-    tmp_path: Path, sample_folder: Path
-) -> None:
-    ray = shutil.which("ray", path=os.path.dirname(sys.executable)) or "ray"
-    port = _free_port()
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
-    subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=2",
-                    "--include-dashboard=false", "--disable-usage-stats"],
-                   check=True, capture_output=True, env=env, timeout=120)
-    try:
-        out = tmp_path / "out"
-        done = subprocess.run([*CURATE, "run", str(sample_folder), str(out), "--ray-address",
-                               f"127.0.0.1:{port}"], capture_output=True, text=True, env=env,
-                              timeout=600)
-        assert done.returncode == 0, done.stderr
-    finally:
-        subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=120)
-    videos, shots = _tables(out)
-    assert [v["status"] for v in videos] == ["accepted"] * 3
-    assert sum(v["num_shots"] for v in videos) == len(shots) == 6 + 4 + 2
-    _assert_shots_tile(out)

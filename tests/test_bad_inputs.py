@@ -1,0 +1,114 @@
+"""Awkward inputs through a real run: 10-bit, HDR, rotated, variable frame rate, odd sizes,
+hostile names, a symlink loop, a FIFO, and files deleted or changed while the run is in
+progress. Each ends as a row with a precise reason or is processed; nothing escapes OUT."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import ClassVar
+
+import pyarrow.dataset as ds
+import pytest
+
+from curation import runner
+from curation.config import parse_config
+from curation.plan import PlannedStage, build_plan
+from curation.records import Record
+from curation.resources import Resources
+from tests import media
+
+NAMES = {
+    "ten": "-10bit 'single' \"double\".mp4",
+    "hdr": "hdr\nnew line ünï 🎬.mp4",
+    "rotated": "--rotated.mp4",
+}
+
+
+class TamperStage:
+    """Test-only first stage: deletes or rewrites a file while its video is being processed."""
+
+    name: ClassVar[str] = "tamper"
+
+    def setup(self) -> None:
+        """Nothing to load."""
+
+    def process(self, record: Record) -> Record:
+        path = Path(record["path"])
+        if path.name == "deleted.mp4":
+            path.unlink()
+        if path.name == "changed.mp4":
+            with open(path, "ab") as handle:
+                handle.write(b"\0" * 4096)
+        return record
+
+
+@pytest.mark.slow
+def test_awkward_inputs_each_get_a_precise_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = tmp_path / "raw"
+    (raw / "sub").mkdir(parents=True)
+    media.make_encoded(raw / NAMES["ten"], 72, 320, 180, pix_fmt="yuv420p10le")
+    media.make_hdr(raw / NAMES["hdr"], 60)
+    media.make_cuts(tmp_path / "upright.mp4", [36, 36], w=320, h=180, moving=True)
+    media.make_rotated(tmp_path / "upright.mp4", raw / NAMES["rotated"], 90)
+    media.make_variable_fps(raw / "vfr.mp4")
+    media.make_encoded(raw / "tiny 2x2.mp4", 48, 2, 2)
+    media.make_encoded(raw / "wide 4098x32.mp4", 48, 4098, 32)
+    media.make_encoded(raw / "deleted.mp4", 50, 256, 144)
+    media.make_encoded(raw / "changed.mp4", 52, 256, 144)
+    os.symlink("loop.mp4", raw / "loop.mp4")  # a file symlink pointing at itself
+    os.symlink("..", raw / "sub" / "back")  # a directory loop: each directory is walked once
+    os.mkfifo(raw / "fifo.mp4")  # opening it for reading blocks forever
+
+    def plan_with_tampering(config, out_dir):  # noqa: ANN001, ANN202 - build_plan's signature
+        return [PlannedStage(TamperStage(), Resources()), *build_plan(config, out_dir)]
+
+    monkeypatch.setattr(runner, "build_plan", plan_with_tampering)
+    out = tmp_path / "out"
+    runner.run(raw, out, parse_config({}), runner.RunOptions(num_cpus=2))
+
+    rows = {r["rel_path"]: r for r in ds.dataset(out / "videos").to_table().to_pylist()}
+    assert len(rows) == 10
+    outcome = {name: (r["status"], r["reject_stage"], r["reject_rule"]) for name, r in rows.items()}
+    for name in (*NAMES.values(), "vfr.mp4"):
+        assert outcome[name] == ("accepted", None, None), rows[name]["reason"]
+    assert rows[NAMES["ten"]]["pix_fmt"] == rows[NAMES["hdr"]]["pix_fmt"] == "yuv420p10le"
+    assert rows[NAMES["rotated"]]["rotation"] == 90
+    assert rows["vfr.mp4"]["fps_variable"] is True
+    assert outcome["wide 4098x32.mp4"] == ("rejected", "video_filter", "min_short_side")
+    assert rows["wide 4098x32.mp4"]["reject_value"] == "32"
+    # The key-frame scorer decodes before the size rule runs, and decord fails on 2x2 frames.
+    assert outcome["tiny 2x2.mp4"] == ("failed", "video_score", "decode_error")
+    assert outcome["loop.mp4"] == ("failed", "discover", "unreadable")
+    assert rows["loop.mp4"]["reason"].endswith("cannot read file: broken symlink")
+    assert outcome["fifo.mp4"] == ("failed", "discover", "unreadable")
+    assert "not a regular file" in rows["fifo.mp4"]["reason"]
+    for name, what in (("deleted.mp4", "deleted"), ("changed.mp4", "changed")):
+        assert outcome[name] == ("failed", "runner", "changed_during_run")
+        assert f"the file was {what}" in rows[name]["reason"]
+
+    index = ds.dataset(out / "clips_index").to_table().to_pylist()
+    accepted = {rows[n]["video_id"] for n in (*NAMES.values(), "vfr.mp4")}
+    assert {r["video_id"] for r in index} == accepted
+    assert all(re.fullmatch(r"[0-9a-f]{16}-\d{4}", r["key"]) for r in index)
+    shots = ds.dataset(out / "shots").to_table().to_pylist()
+    assert {s["video_id"] for s in shots} == accepted
+    written = [p for p in out.rglob("*")]
+    assert all(p.resolve().is_relative_to(out.resolve()) for p in written)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw", "upright.mp4"]
+
+
+def test_an_unreadable_file_is_a_failed_row(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("running as root: chmod 000 does not stop root from reading the file")
+    from curation.config import InputConfig
+    from curation.discover import discover
+
+    media.make_encoded(tmp_path / "locked.mp4", 24, 64, 64)
+    (tmp_path / "locked.mp4").chmod(0)
+    (record,) = discover(tmp_path, InputConfig())
+    assert (record["status"], record["reject_rule"]) == ("failed", "unreadable")
+    assert "Permission denied" in record["reason"]
