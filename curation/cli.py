@@ -40,9 +40,11 @@ def main(verbose: bool) -> None:
 @click.option("--strict", is_flag=True, help="Exit 1 if any file failed.")
 @click.option("--dry-run", is_flag=True,
               help="List what would run where and check models, ffmpeg and space; exit 0 or 2.")
+@click.option("--progress", type=click.Choice(["auto", "bar", "plain", "quiet"]), default="auto",
+              show_default=True, help="Live bars (terminal), a log line per video, or nothing.")
 def run_command(raw_dir: Path, out_dir: Path, config_path: Path | None, ray_address: str | None,
                 num_cpus: int | None, limit: int | None, resume: bool, strict: bool,
-                dry_run: bool) -> None:
+                dry_run: bool, progress: str) -> None:
     """Curate the videos under RAW_DIR into OUT_DIR."""
     from curation.runner import RunOptions, run
     from curation.summary import format_summary
@@ -50,7 +52,7 @@ def run_command(raw_dir: Path, out_dir: Path, config_path: Path | None, ray_addr
     try:
         config = load_config(config_path)
         options = RunOptions(ray_address=ray_address, num_cpus=num_cpus, limit=limit,
-                             overwrite=not resume)
+                             overwrite=not resume, progress=progress)
         if dry_run:
             _dry_run(raw_dir, out_dir, config, options)
             return

@@ -110,3 +110,9 @@ class StageCall:
             record = fail(record, self.stage.name, "error", f"{type(err).__name__}: {err}")
         record[f"seconds_{self.stage.name}"] = round(time.perf_counter() - started, 4)
         return record
+
+
+def stage_call_class(stage_name: str) -> type[StageCall]:
+    """A :class:`StageCall` subclass named after the stage, so Ray Data's operators, progress
+    bars and logs say ``Map(shot_split)`` rather than ``Map(StageCall)``."""
+    return type(stage_name, (StageCall,), {"__doc__": f"StageCall of {stage_name}."})

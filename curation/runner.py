@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,7 +20,8 @@ from curation.config import PipelineConfig
 from curation.discover import discover
 from curation.disk_full import check_record, commit
 from curation.input_changes import stamp, unless_changed
-from curation.plan import PlannedStage, StageCall, build_plan, preflight
+from curation.plan import PlannedStage, build_plan, preflight, stage_call_class
+from curation.progress import Progress, resolve_mode
 from curation.records import Record, Status, fail
 from curation.run_state import check_run_state
 from curation.summary import write_summary
@@ -40,6 +40,7 @@ class RunOptions:
     limit: int | None = None
     overwrite: bool = False
     config_path: str | None = None
+    progress: str = "auto"
 
 
 @dataclass
@@ -103,7 +104,10 @@ def _process_on_ray(
     shutil.rmtree(inflight, ignore_errors=True)  # markers of an earlier, killed run
     stamps = {r["video_id"]: stamp(r["path"]) for r in pending}
     try:
-        dataset = _build_dataset(pending, build_plan(config, out_dir), inflight)
+        mode = resolve_mode(options.progress)
+        dataset = _build_dataset(pending, build_plan(config, out_dir), inflight,
+                                 stage_bars=mode == "bar")
+        progress = Progress(mode, len(pending))
         batch = _Batcher(writer, config.output.videos_per_part, config.output.flush_seconds)
         seen: set[str] = set()
         for row in dataset.iter_rows():
@@ -111,12 +115,13 @@ def _process_on_ray(
             check_record(record, out_dir)
             record = unless_changed(record, stamps[record["video_id"]])
             seen.add(record["video_id"])
-            _log_progress(record, len(seen), len(pending))
+            progress.update(record)
             batch.add(record)
         for record in pending:
             if record["video_id"] not in seen:
                 batch.add(_lost(dict(record), inflight))
         batch.flush()
+        progress.close()
         shutil.rmtree(inflight, ignore_errors=True)
         return batch.statuses
     finally:
@@ -154,12 +159,12 @@ def _init_ray(options: RunOptions) -> bool:
 
 
 def _build_dataset(pending: list[Record], plan: list[PlannedStage],  # noqa: ANN202 - ray Dataset
-                   inflight: Path):
+                   inflight: Path, stage_bars: bool):
     import ray
     from ray.data import DataContext
 
     context = DataContext.get_current()
-    context.enable_progress_bars = False
+    context.enable_progress_bars = stage_bars  # one bar per stage, named by stage_call_class
     context.max_errored_blocks = -1  # a crashed worker loses its videos, not the whole run
     dataset = ray.data.from_items(pending, override_num_blocks=min(len(pending), 10_000))
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
@@ -172,10 +177,11 @@ def _build_dataset(pending: list[Record], plan: list[PlannedStage],  # noqa: ANN
         if planned.actors:  # a pool of long-lived workers that load their model once
             cpus = actor_cpus[planned.stage.name]
             most = res.max_workers or max(1, int(cluster_gpus if gpus else cluster_cpus // cpus))
-            dataset = dataset.map(StageCall, fn_constructor_args=call,
+            dataset = dataset.map(stage_call_class(planned.stage.name), fn_constructor_args=call,
                                   num_cpus=cpus, num_gpus=gpus or None, concurrency=(1, most))
         else:
-            dataset = dataset.map(StageCall(*call), num_cpus=res.num_cpus,
+            dataset = dataset.map(stage_call_class(planned.stage.name)(*call),
+                                  num_cpus=res.num_cpus,
                                   num_gpus=gpus or None, concurrency=res.max_workers)
     return dataset
 
@@ -218,10 +224,3 @@ class _Batcher:
         commit(self.writer, self.buffer)
         self.buffer = []
         self.last_flush = time.monotonic()
-
-
-def _log_progress(record: Record, done: int, total: int) -> None:
-    status = record["status"]
-    detail = f"{record.get('num_shots')} shots" if status == "accepted" else record["reason"]
-    print(f"[{done}/{total}] {status:9s} {record['rel_path']}: {detail}", file=sys.stderr,
-          flush=True)
