@@ -7,6 +7,7 @@ alternate ``rounds`` times in one process tree; ratios are of medians.
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import subprocess
@@ -17,7 +18,8 @@ import time
 import zipfile
 from pathlib import Path
 
-ARCHIVE_MEMBER = "moviepy-2.2.1/docs/_static/medias/getting_started/moviepy_10_minutes/moviepy_10_minutes.zip"
+ARCHIVE_MEMBER = ("moviepy-2.2.1/docs/_static/medias/getting_started/moviepy_10_minutes/"
+                  "moviepy_10_minutes.zip")
 DEFAULT_CACHE = Path.home() / ".cache" / "moga-curate"
 
 
@@ -71,3 +73,18 @@ def report(decode: list[float], curate: list[float], summary: dict, target: floa
           f"status: {summary['status']}")
     print(f"ratio curate / decode (medians): {ratio:.2f}  (target <= {target})")
     return ratio
+
+
+def main(description: str, config_yaml: str, target: float) -> None:
+    """Command line shared by the curation benchmarks: fetch the film, time, report."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    args = parser.parse_args()
+    film = fetch_bbb(args.cache)
+    decode, curate, summary = curate_vs_decode(film, config_yaml, args.rounds)
+    report(decode, curate, summary, target)
+    minutes = summary["accepted_hours"] * 60
+    for stage, seconds in summary["stage_seconds"].items():
+        if seconds:
+            print(f"  {stage:13s} {seconds / minutes:7.3f} s per minute of source")
