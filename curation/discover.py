@@ -100,7 +100,8 @@ def quick_fingerprint(path: Path, size: int) -> str:
     """16-hex id from the size and three 1 MiB samples of the file."""
     digest = hashlib.blake2b(str(size).encode(), digest_size=8)
     with open(path, "rb") as handle:
-        for offset in sorted({0, max(0, size // 2 - _SAMPLE_BYTES // 2), max(0, size - _SAMPLE_BYTES)}):
+        middle = max(0, size // 2 - _SAMPLE_BYTES // 2)
+        for offset in sorted({0, middle, max(0, size - _SAMPLE_BYTES)}):
             handle.seek(offset)
             digest.update(handle.read(_SAMPLE_BYTES))
     return digest.hexdigest()

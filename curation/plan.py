@@ -46,8 +46,9 @@ def build_plan(config: PipelineConfig, out_dir: Path) -> list[PlannedStage]:
     cfg = config.stages
     plan = [
         PlannedStage(ProbeStage(cfg.probe), cfg.probe.resources),
+        PlannedStage(VideoFilterStage(cfg.video_filter, "metadata"), cfg.video_filter.resources),
         PlannedStage(VideoScoreStage(cfg.video_score), cfg.video_score.resources),
-        PlannedStage(VideoFilterStage(cfg.video_filter), cfg.video_filter.resources),
+        PlannedStage(VideoFilterStage(cfg.video_filter, "scores"), cfg.video_filter.resources),
         PlannedStage(ShotSplitStage(cfg.shot_split), cfg.shot_split.resources),
         PlannedStage(ShotScoreStage(cfg.shot_score), cfg.shot_score.resources,
                      actors=cfg.shot_score.aesthetic.clip_model is not None),

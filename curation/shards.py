@@ -30,7 +30,7 @@ class ShardWriter:
         clips_dir.mkdir(parents=True, exist_ok=True)
 
     def write(self, samples: list[tuple[dict, Path]]) -> list[tuple[str, str]]:
-        """Write (metadata, mp4 path) pairs into new shards; (shard name, key) for each, in order."""
+        """Write (metadata, mp4 path) pairs into new shards; return (shard, key) for each."""
         placed: list[tuple[str, str]] = []
         batch: list[tuple[dict, Path]] = []
         size = 0

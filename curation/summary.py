@@ -81,7 +81,8 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def _count_rules(rows: list[dict[str, Any]], status: str) -> dict[str, int]:
-    counts = Counter(f"{r['reject_stage']}.{r['reject_rule']}" for r in rows if r["status"] == status)
+    counts = Counter(f"{r['reject_stage']}.{r['reject_rule']}" for r in rows
+                     if r["status"] == status)
     return dict(counts.most_common())
 
 

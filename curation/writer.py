@@ -53,7 +53,7 @@ class PartWriter:
         return ids
 
     def write(self, records: list[Record]) -> None:
-        """Commit ``records`` (finished videos, with their shots and encoded samples) as one part."""
+        """Commit ``records`` (finished videos, their shots and encoded samples) as one part."""
         if not records:
             return
         name = f"part-{self._next:06d}.parquet"

@@ -28,8 +28,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch.distributed import ProcessGroup
 
-from models.checkpoint import (atomic_torch_save, checkpoint_path, latest_checkpoint,
-                               prune_checkpoints, rng_state, set_rng_state)
+from models.checkpoint import (
+    atomic_torch_save,
+    checkpoint_path,
+    latest_checkpoint,
+    prune_checkpoints,
+    rng_state,
+    set_rng_state,
+)
 from models.dit import DiTConfig, MoGADiT, ShotText, token_slice
 from models.encoders import EncoderConfig, Encoders
 from models.shards import ClipSample, DataConfig, ShardStream

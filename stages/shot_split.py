@@ -21,7 +21,12 @@ from curation.records import Record, fail
 from curation.resources import Resources
 from stages import ConfiguredStage
 from stages.frame_signals import FrameSignalRecorder
-from stages.transitions import GradualConfig, GradualTransitionDetector, label_boundaries, tile_shots
+from stages.transitions import (
+    GradualConfig,
+    GradualTransitionDetector,
+    label_boundaries,
+    tile_shots,
+)
 
 
 class SignalConfig(BaseModel):

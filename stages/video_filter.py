@@ -7,7 +7,7 @@ thresholds can be changed and re-applied without decoding again. A rejection nam
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -45,33 +45,46 @@ class VideoFilterConfig(BaseModel):
         return self
 
 
-_RULES = [
+# Rules on probe metadata run before any frame is decoded; rules on scores run after scoring.
+_METADATA_RULES = [
     Rule("min_duration_s", "duration_s", "min"),
     Rule("max_duration_s", "duration_s", "max"),
     Rule("min_frames", "num_frames", "min"),
     Rule("min_short_side", "short_side", "min"),
     Rule("min_fps", "fps", "min"),
     Rule("max_fps", "fps", "max"),
+]
+_SCORE_RULES = [
     Rule("max_border_fraction", "border_fraction", "max"),
     Rule("min_clarity", "vs_clarity", "min"),
     Rule("max_underexposed", "vs_underexposed", "max"),
     Rule("max_overexposed", "vs_overexposed", "max"),
 ]
+Phase = Literal["metadata", "scores", "all"]
 
 
 class VideoFilterStage(ConfiguredStage[VideoFilterConfig]):
-    """Applies the video-level thresholds, first broken rule wins."""
+    """Applies the video-level thresholds, first broken rule wins. The plan runs the
+    ``metadata`` phase right after the probe, so a file too small, short or odd to decode is
+    rejected by its rule before the scorer tries it, and the ``scores`` phase after scoring."""
 
     name: ClassVar[str] = "video_filter"
+
+    def __init__(self, config: VideoFilterConfig, phase: Phase = "all") -> None:
+        super().__init__(config)
+        self.phase = phase
 
     def process(self, record: Record) -> Record:
         """Reject ``record`` at the first rule it breaks; leave it live otherwise."""
         codecs = self.config.allowed_codecs
-        if codecs is not None and record.get("codec") not in codecs:
+        check_metadata = self.phase in ("metadata", "all")
+        if check_metadata and codecs is not None and record.get("codec") not in codecs:
             return reject(record, self.name, "allowed_codecs", record.get("codec"),
                           f"codec {record.get('codec')} is not one of {codecs}")
         values = dict(record, short_side=min(record["width"] or 0, record["height"] or 0))
-        broken = first_broken_rule(values, self.config, _RULES)
+        rules = (_METADATA_RULES if check_metadata else []) + (
+            _SCORE_RULES if self.phase in ("scores", "all") else [])
+        broken = first_broken_rule(values, self.config, rules)
         if broken is not None:
             return reject(record, self.name, broken.key, broken.value, broken.detail)
         return record

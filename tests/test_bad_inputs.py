@@ -80,8 +80,8 @@ def test_awkward_inputs_each_get_a_precise_row(
     assert rows["vfr.mp4"]["fps_variable"] is True
     assert outcome["wide 4098x32.mp4"] == ("rejected", "video_filter", "min_short_side")
     assert rows["wide 4098x32.mp4"]["reject_value"] == "32"
-    # The key-frame scorer decodes before the size rule runs, and decord fails on 2x2 frames.
-    assert outcome["tiny 2x2.mp4"] == ("failed", "video_score", "decode_error")
+    # Metadata rules run before any decoding, so the size rule names the problem.
+    assert outcome["tiny 2x2.mp4"] == ("rejected", "video_filter", "min_short_side")
     assert outcome["loop.mp4"] == ("failed", "discover", "unreadable")
     assert rows["loop.mp4"]["reason"].endswith("cannot read file: broken symlink")
     assert outcome["fifo.mp4"] == ("failed", "discover", "unreadable")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,12 +17,18 @@ from pathlib import Path
 import pytest
 
 from tests import media
-from tests.test_run import _clips, _free_port, _tables
+from tests.test_run import _clips, _tables
 
 pytestmark = pytest.mark.slow
 CURATE = [sys.executable, "-m", "curation.cli", "run"]
 ENV = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
 
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 def _ray_node(*args: str) -> subprocess.Popen:
     """``ray start --block`` in its own session, so the node and everything it spawned can be

@@ -61,7 +61,8 @@ def test_stop_after_cuts_the_plan_and_names_the_stages(tmp_path: Path) -> None:
     from curation.plan import build_plan
 
     plan = build_plan(parse_config({"stop_after": "shot_caption"}), tmp_path)
-    assert [p.stage.name for p in plan] == ["probe", "video_score", "video_filter", "shot_split",
-                                            "shot_score", "shot_filter", "shot_crop", "shot_merge"]
+    assert [p.stage.name for p in plan] == [
+        "probe", "video_filter", "video_score", "video_filter", "shot_split", "shot_score",
+        "shot_filter", "shot_crop", "shot_merge"]
     with pytest.raises(ConfigError, match="stop_after: .*allowed: probe, video_score"):
         parse_config({"stop_after": "shot_magic"})

@@ -14,8 +14,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from models.shards import (DataConfig, ShardStream, cover_size, latent_shots, list_shards,
-                           resample_indices, shot_captions)
+from models.shards import (
+    DataConfig,
+    ShardStream,
+    cover_size,
+    latent_shots,
+    list_shards,
+    resample_indices,
+    shot_captions,
+)
 from tests import media
 
 # Three shots of 16, 12 and 20 frames at 24 fps (48 frames). At 12 fps and 17 frames the

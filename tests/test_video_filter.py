@@ -38,3 +38,13 @@ def test_good_video_passes_and_null_switches_a_rule_off() -> None:
 def test_unknown_value_is_rejected_not_passed() -> None:
     record = VideoFilterStage(VideoFilterConfig()).process(dict(GOOD, fps=None))
     assert record["reject_rule"] == "min_fps" and "unknown" in record["reason"]
+
+
+def test_metadata_phase_needs_no_scores_and_scores_phase_skips_metadata() -> None:
+    unscored = {k: v for k, v in GOOD.items() if not k.startswith(("vs_", "border"))}
+    metadata = VideoFilterStage(VideoFilterConfig(), "metadata")
+    assert metadata.process(dict(unscored))["status"] == "pending"
+    assert metadata.process(dict(unscored, height=2))["reject_rule"] == "min_short_side"
+    scores = VideoFilterStage(VideoFilterConfig(), "scores")
+    assert scores.process(dict(GOOD, height=2))["status"] == "pending"
+    assert scores.process(dict(GOOD, border_fraction=0.9))["reject_rule"] == "max_border_fraction"
