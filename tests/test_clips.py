@@ -113,9 +113,10 @@ def test_shards_read_with_webdataset_and_ray(long_run: tuple) -> None:
     index = ds.dataset(out / "clips_index").count_rows()
     assert len(rows) == index
     probe = subprocess.run([sys.executable, "-c", (
-        "import ray, sys; ray.init(num_cpus=1, include_dashboard=False);"
+        "import ray, sys; ray.init(address=\"local\", num_cpus=1, include_dashboard=False);"
         f"print(ray.data.read_webdataset({urls!r}).count())")],
         capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip().splitlines()[-1] == str(index), probe.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["samples"] == index
