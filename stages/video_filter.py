@@ -26,6 +26,9 @@ class VideoFilterConfig(BaseModel):
     max_duration_s: float | None = Field(None, gt=0)
     min_frames: int | None = Field(2, ge=1)
     min_short_side: int | None = Field(144, ge=1)
+    max_pixels: int | None = Field(
+        36_000_000, ge=1, description="Largest width x height (8K UHD is 33.2 M); checked before "
+        "decoding, so a huge declared size cannot make a decoder allocate gigabytes.")
     min_fps: float | None = Field(10.0, gt=0)
     max_fps: float | None = Field(120.0, gt=0)
     allowed_codecs: list[str] | None = None
@@ -47,6 +50,7 @@ class VideoFilterConfig(BaseModel):
 
 # Rules on probe metadata run before any frame is decoded; rules on scores run after scoring.
 _METADATA_RULES = [
+    Rule("max_pixels", "pixels", "max"),
     Rule("min_duration_s", "duration_s", "min"),
     Rule("max_duration_s", "duration_s", "max"),
     Rule("min_frames", "num_frames", "min"),
@@ -81,7 +85,8 @@ class VideoFilterStage(ConfiguredStage[VideoFilterConfig]):
         if check_metadata and codecs is not None and record.get("codec") not in codecs:
             return reject(record, self.name, "allowed_codecs", record.get("codec"),
                           f"codec {record.get('codec')} is not one of {codecs}")
-        values = dict(record, short_side=min(record["width"] or 0, record["height"] or 0))
+        width, height = record["width"] or 0, record["height"] or 0
+        values = dict(record, short_side=min(width, height), pixels=width * height)
         rules = (_METADATA_RULES if check_metadata else []) + (
             _SCORE_RULES if self.phase in ("scores", "all") else [])
         broken = first_broken_rule(values, self.config, rules)

@@ -140,3 +140,9 @@ def make_variable_fps(path: Path, w: int = 320, h: int = 180) -> list[float]:
              "-filter_complex", graph, "-map", "[v]", "-fps_mode", "passthrough",
              "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", str(path)])
     return [30.0, 10.0]
+
+
+def make_huge(path: Path, w: int, h: int, frames: int = 2) -> None:
+    """A flat grey ``w`` x ``h`` video: a really huge frame size that is cheap to encode."""
+    _ffmpeg(["-f", "lavfi", "-i", f"color=c=gray:size={w}x{h}:rate=24,trim=end_frame={frames}",
+             "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)])

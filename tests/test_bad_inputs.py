@@ -57,6 +57,7 @@ def test_awkward_inputs_each_get_a_precise_row(
     media.make_variable_fps(raw / "vfr.mp4")
     media.make_encoded(raw / "tiny 2x2.mp4", 48, 2, 2)
     media.make_encoded(raw / "wide 4098x32.mp4", 48, 4098, 32)
+    media.make_huge(raw / "huge 8704x4896.mp4", 8704, 4896)
     media.make_encoded(raw / "deleted.mp4", 50, 256, 144)
     media.make_encoded(raw / "changed.mp4", 52, 256, 144)
     os.symlink("loop.mp4", raw / "loop.mp4")  # a file symlink pointing at itself
@@ -71,7 +72,7 @@ def test_awkward_inputs_each_get_a_precise_row(
     runner.run(raw, out, parse_config({}), runner.RunOptions(num_cpus=2))
 
     rows = {r["rel_path"]: r for r in ds.dataset(out / "videos").to_table().to_pylist()}
-    assert len(rows) == 10
+    assert len(rows) == 11
     outcome = {name: (r["status"], r["reject_stage"], r["reject_rule"]) for name, r in rows.items()}
     for name in (*NAMES.values(), "vfr.mp4"):
         assert outcome[name] == ("accepted", None, None), rows[name]["reason"]
@@ -79,6 +80,7 @@ def test_awkward_inputs_each_get_a_precise_row(
     assert rows[NAMES["rotated"]]["rotation"] == 90
     assert rows["vfr.mp4"]["fps_variable"] is True
     assert outcome["wide 4098x32.mp4"] == ("rejected", "video_filter", "min_short_side")
+    assert outcome["huge 8704x4896.mp4"] == ("rejected", "video_filter", "max_pixels")
     assert rows["wide 4098x32.mp4"]["reject_value"] == "32"
     # Metadata rules run before any decoding, so the size rule names the problem.
     assert outcome["tiny 2x2.mp4"] == ("rejected", "video_filter", "min_short_side")

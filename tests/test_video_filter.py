@@ -15,6 +15,7 @@ GOOD = {"status": "pending", "codec": "h264", "duration_s": 60.0, "num_frames": 
     ({"duration_s": 1.0}, {}, "min_duration_s", "1.0"),
     ({"duration_s": 7200.0}, {"max_duration_s": 3600}, "max_duration_s", "7200.0"),
     ({"height": 100}, {}, "min_short_side", "100"),
+    ({"width": 20000, "height": 20000}, {}, "max_pixels", "400000000"),
     ({"fps": 5.0}, {}, "min_fps", "5.0"),
     ({"fps": 240.0}, {}, "max_fps", "240.0"),
     ({"codec": "mpeg2video"}, {"allowed_codecs": ["h264", "hevc"]}, "allowed_codecs", "mpeg2video"),
