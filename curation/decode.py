@@ -172,31 +172,44 @@ def iter_analysis_frames(
     return prefetched(frames, prefetch) if prefetch > 0 else frames
 
 
-def _analysis_frames(
-    path: str, size: tuple[int, int], skip_loop_filter: bool
-) -> Iterator[tuple[float, np.ndarray]]:
-    import av
-    import cv2
+def iter_timed_frames(
+    path: str, skip_loop_filter: bool = False
+) -> Iterator[tuple[int, float, object]]:
+    """(index, seconds from the first frame, PyAV frame) for every frame in display order.
 
-    width, height = size
+    The one place that numbers frames and times them: the shot split and the encode both count
+    through here, so a sample's source frame indices mean the same frames in both.
+    """
+    import av
+
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         if skip_loop_filter:
             stream.codec_context.options = {"skip_loop_filter": "all"}
         first: float | None = None
-        for frame in container.decode(stream):
+        for index, frame in enumerate(container.decode(stream)):
             seconds = float(frame.time) if frame.time is not None else 0.0
             first = seconds if first is None else first
-            if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
-                planes = frame.to_ndarray()
-                h, w = frame.height, frame.width
-                chroma = planes[h:].reshape(2, h // 2, w // 2)
-                small = np.concatenate([
-                    cv2.resize(planes[:h], (width, height), interpolation=cv2.INTER_LINEAR),
-                    *(cv2.resize(c, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
-                      .reshape(height // 4, width) for c in chroma),
-                ])
-                yield seconds - first, cv2.cvtColor(small, cv2.COLOR_YUV2BGR_I420)
-            else:
-                yield seconds - first, frame.reformat(width, height, format="bgr24").to_ndarray()
+            yield index, seconds - first, frame
+
+
+def _analysis_frames(
+    path: str, size: tuple[int, int], skip_loop_filter: bool
+) -> Iterator[tuple[float, np.ndarray]]:
+    import cv2
+
+    width, height = size
+    for _, seconds, frame in iter_timed_frames(path, skip_loop_filter):
+        if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
+            planes = frame.to_ndarray()
+            h, w = frame.height, frame.width
+            chroma = planes[h:].reshape(2, h // 2, w // 2)
+            small = np.concatenate([
+                cv2.resize(planes[:h], (width, height), interpolation=cv2.INTER_LINEAR),
+                *(cv2.resize(c, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
+                  .reshape(height // 4, width) for c in chroma),
+            ])
+            yield seconds, cv2.cvtColor(small, cv2.COLOR_YUV2BGR_I420)
+        else:
+            yield seconds, frame.reformat(width, height, format="bgr24").to_ndarray()

@@ -57,12 +57,14 @@ class PartWriter:
         if not records:
             return
         name = f"part-{self._next:06d}.parquet"
+        samples = [(record, sample) for record in records if record["status"] == "accepted"
+                   for sample in record.get("samples") or []]
         pairs = [(clip_metadata(record, sample), Path(sample["mp4_path"]))
-                 for record in records if record["status"] == "accepted"
-                 for sample in record.get("samples") or []]
+                 for record, sample in samples]
         placed = self.shards.write(pairs)
-        index = [dict(metadata, shard=shard, key=key, mp4_bytes=mp4.stat().st_size)
-                 for (metadata, mp4), (shard, key) in zip(pairs, placed, strict=True)]
+        index = [dict(metadata, shard=shard, key=key, mp4_bytes=sample["mp4_bytes"])
+                 for (metadata, _), (_, sample), (shard, key) in zip(pairs, samples, placed,
+                                                                     strict=True)]
         self._write_table(self.index_dir / name, to_table(index, CLIPS_INDEX))
         shots = [row for record in records for row in shot_rows(record)]
         self._write_table(self.shots_dir / name, to_table(shots, SHOTS))

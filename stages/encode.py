@@ -10,14 +10,15 @@ ffmpeg-python. Each sample's mp4 lands in the staging folder; the driver packs i
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from curation.decode import iter_timed_frames
 from curation.records import Record, fail
 from curation.resources import Resources
 from stages import ConfiguredStage
@@ -67,7 +68,8 @@ def output_size(crop_w: int, crop_h: int, short_side: int) -> tuple[int, int]:
 
 def encode_samples(path: str, samples: list[dict], folder: Path, config: EncodeConfig) -> None:
     """Decode ``path`` once and encode each sample (ordered, non-overlapping) into ``folder``."""
-    frames = _decode_timed(path, end=max(s["end_frame"] for s in samples) + 1)
+    end = max(s["end_frame"] for s in samples)
+    frames = itertools.takewhile(lambda item: item[0] <= end, iter_timed_frames(path))
     pending = iter(sorted(samples, key=lambda s: s["start_frame"]))
     sample = next(pending, None)
     writer: _SampleWriter | None = None
@@ -161,22 +163,6 @@ class _SampleWriter:
             "start_time": round(self.start_seconds, 6), "end_time": round(end_seconds, 6),
             "shot_frames": spans,
         })
-
-
-def _decode_timed(path: str, end: int) -> Iterator[tuple[int, float, object]]:
-    """(index, seconds from the first frame, PyAV frame) for frames ``[0, end)``."""
-    import av
-
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        first: float | None = None
-        for index, frame in enumerate(container.decode(stream)):
-            if index >= end:
-                return
-            seconds = float(frame.time) if frame.time is not None else 0.0
-            first = seconds if first is None else first
-            yield index, seconds - first, frame
 
 
 def _crop_resize_yuv(frame: object, sample: dict, size: tuple[int, int]) -> bytes:
