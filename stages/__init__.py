@@ -6,11 +6,13 @@ they know nothing of Ray. The runner in :mod:`curation.runner` maps them.
 
 from __future__ import annotations
 
-from typing import ClassVar, Generic, Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from curation.records import Record
+from curation.records import Record, fail
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
@@ -37,3 +39,57 @@ class ConfiguredStage(Generic[ConfigT]):
 
     def setup(self) -> None:
         """Nothing to load by default; stages with models override this."""
+
+
+@dataclass(frozen=True)
+class ChunkFailure:
+    """What :meth:`ChunkedStage.process_chunk` returns when its piece cannot be done; the video
+    fails with ``rule`` and ``detail``."""
+
+    rule: str
+    detail: str
+
+
+ChunkMapper = Callable[["ChunkedStage", Record, Sequence[Any]], list[Any]]
+
+
+def map_in_order(stage: ChunkedStage, record: Record, chunks: Sequence[Any]) -> list[Any]:
+    """Run the chunks one after another in this process."""
+    return [stage.process_chunk(record, chunk) for chunk in chunks]
+
+
+class ChunkedStage(ConfiguredStage[ConfigT]):
+    """A stage whose work on one video splits into independent pieces (groups of shots or of
+    samples, spans of time), so a long film's work spreads over many workers.
+
+    :meth:`chunks` plans the pieces from the record; :meth:`process_chunk` does one piece and
+    returns its result without touching the record (it may run in another process);
+    :meth:`join` writes the results, in chunk order, into the record. The runner may map the
+    pieces of one video in parallel; :meth:`process` maps them in order, with the same result.
+    """
+
+    def chunks(self, record: Record) -> list[Any]:
+        """The pieces of work of ``record``, small and picklable; [] when there is nothing to do."""
+        raise NotImplementedError
+
+    def process_chunk(self, record: Record, chunk: Any) -> Any:
+        """Do one piece; return its result or a :class:`ChunkFailure`."""
+        raise NotImplementedError
+
+    def join(self, record: Record, results: list[Any]) -> Record:
+        """Write the pieces' results (in the order of :meth:`chunks`) into ``record``."""
+        raise NotImplementedError
+
+    def process(self, record: Record) -> Record:
+        """All pieces in order, in this process."""
+        return self.run_chunks(record, map_in_order)
+
+    def run_chunks(self, record: Record, mapper: ChunkMapper) -> Record:
+        """Plan the pieces, map them with ``mapper`` (a single piece runs here), join them."""
+        chunks = self.chunks(record)
+        results = mapper(self, record, chunks) if len(chunks) > 1 else map_in_order(
+            self, record, chunks)
+        failure = next((r for r in results if isinstance(r, ChunkFailure)), None)
+        if failure is not None:
+            return fail(record, self.name, failure.rule, failure.detail)
+        return self.join(record, results)

@@ -17,6 +17,18 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).parents[1]
 
 
+def _planning_evidence(out: Path) -> str:
+    """The shots and samples behind an unexpected sample count, for the failure message."""
+    import pyarrow.dataset as ds
+
+    shots = ds.dataset(out / "shots").to_table(columns=[
+        "video_id", "shot_index", "start_frame", "end_frame", "boundary_in", "kept",
+        "drop_stage", "drop_rule", "drop_value", "ocr_texts", "crop_w", "crop_h", "sample_index"])
+    clips = ds.dataset(out / "clips_index").to_table(columns=[
+        "sample_id", "source_start_frame", "source_end_frame", "crop", "shard"])
+    return f"shots: {shots.to_pylist()}\nsamples: {clips.to_pylist()}"
+
+
 def test_train_reads_what_curate_wrote(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -27,7 +39,8 @@ def test_train_reads_what_curate_wrote(tmp_path: Path) -> None:
     done = subprocess.run([*curate, "run", str(raw), str(out), "--num-cpus", "2"],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
-    assert json.loads((out / "summary.json").read_text())["samples"] == 2
+    samples = json.loads((out / "summary.json").read_text())["samples"]
+    assert samples == 2, _planning_evidence(out)
     vae, text = build_tiny_encoders(tmp_path / "encoders")
     run = tmp_path / "run"
     trained = subprocess.run([*curate, "train", "-c", str(ROOT / "configs" / "train-tiny.yaml"),
