@@ -11,7 +11,7 @@ from curation.config import PipelineConfig
 from curation.records import Record, fail, is_live
 from curation.resources import Resources
 from curation.watchdog import ItemWatchdog
-from stages import Stage
+from stages import ChunkedStage, ChunkMapper, Stage
 from stages.aesthetic import preflight as aesthetic_preflight
 from stages.encode import EncodeStage
 from stages.probe import ProbeStage
@@ -86,11 +86,14 @@ class StageCall:
     """Applies one stage to one record: skips finished records, times the stage, turns an
     unexpected exception into a ``failed`` record naming the stage and the error, and, with a
     watchdog, stops a call that overruns its limit (rule ``timeout``) and gives up on a file
-    that keeps killing its worker (rule ``worker_lost``)."""
+    that keeps killing its worker (rule ``worker_lost``). A :class:`~stages.ChunkedStage` has
+    its pieces mapped by ``mapper`` (the runner's parallel tasks) when one is given."""
 
-    def __init__(self, stage: Stage, watchdog: ItemWatchdog | None = None) -> None:
+    def __init__(self, stage: Stage, watchdog: ItemWatchdog | None = None,
+                 mapper: ChunkMapper | None = None) -> None:
         self.stage = stage
         self.watchdog = watchdog
+        self.mapper = mapper
         self._ready = False
 
     def __call__(self, record: Record) -> Record:
@@ -106,7 +109,10 @@ class StageCall:
         guard = self.watchdog.guard(record) if self.watchdog is not None else nullcontext()
         try:
             with guard:
-                record = self.stage.process(record)
+                if self.mapper is not None and isinstance(self.stage, ChunkedStage):
+                    record = self.stage.run_chunks(record, self.mapper)
+                else:
+                    record = self.stage.process(record)
         except Exception as err:  # a stage bug must not take the other videos down
             record = fail(record, self.stage.name, "error", f"{type(err).__name__}: {err}")
         record[f"seconds_{self.stage.name}"] = round(time.perf_counter() - started, 4)

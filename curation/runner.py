@@ -27,6 +27,7 @@ from curation.run_state import check_run_state
 from curation.summary import write_summary
 from curation.watchdog import INFLIGHT_DIR, ItemWatchdog, lost_in
 from curation.writer import PartWriter
+from stages import ChunkedStage
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,8 @@ def _build_dataset(pending: list[Record], plan: list[PlannedStage],  # noqa: ANN
     import ray
     from ray.data import DataContext
 
+    from curation.fan_out import RayPieceMapper
+
     context = DataContext.get_current()
     context.enable_progress_bars = stage_bars  # one bar per stage, named by stage_call_class
     context.max_errored_blocks = -1  # a crashed worker loses its videos, not the whole run
@@ -172,8 +175,10 @@ def _build_dataset(pending: list[Record], plan: list[PlannedStage],  # noqa: ANN
     actor_cpus = actor_cpu_shares(plan, cluster_cpus)
     for planned in plan:
         res = planned.resources
-        call = (planned.stage, ItemWatchdog(inflight, planned.stage.name, res))
         gpus = 1.0 if res.gpu_when_available and cluster_gpus else res.num_gpus
+        mapper = (RayPieceMapper(planned.stage, res, gpus)
+                  if isinstance(planned.stage, ChunkedStage) else None)
+        call = (planned.stage, ItemWatchdog(inflight, planned.stage.name, res), mapper)
         if planned.actors:  # a pool of long-lived workers that load their model once
             cpus = actor_cpus[planned.stage.name]
             most = res.max_workers or max(1, int(cluster_gpus if gpus else cluster_cpus // cpus))

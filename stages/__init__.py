@@ -93,3 +93,18 @@ class ChunkedStage(ConfiguredStage[ConfigT]):
         if failure is not None:
             return fail(record, self.name, failure.rule, failure.detail)
         return self.join(record, results)
+
+
+def consecutive_groups(spans: Sequence[tuple[int, int]], max_frames: int | None) -> list[list[int]]:
+    """Indices of ``spans`` (source ``[start, end)`` frames, in order) cut into consecutive groups
+    covering at most ``max_frames`` source frames each (a longer single span is a group of its
+    own); one group of everything when ``max_frames`` is None."""
+    groups: list[list[int]] = []
+    first_start = 0
+    for i, (start, end) in enumerate(spans):
+        if groups and (max_frames is None or end - first_start <= max_frames):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+            first_start = start
+    return groups

@@ -29,9 +29,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from curation.decode import FrameReader, analysis_size, open_reader
-from curation.records import Record, drop_shot, fail, live_shots
+from curation.records import Record, drop_shot, live_shots
 from curation.resources import Resources
-from stages import ConfiguredStage
+from stages import ChunkedStage, ChunkFailure, consecutive_groups
 from stages.crop_geometry import Rect, expand, group_by_place, largest_crop, union
 
 
@@ -70,6 +70,10 @@ class ShotCropConfig(BaseModel):
     margin_px: int = Field(8, ge=0, description="Source pixels kept clear around each text place.")
     min_kept_fraction: float = Field(
         0.5, ge=0, le=1, description="Drop the shot when the crop keeps less of the frame."
+    )
+    chunk_s: float | None = Field(
+        300.0, gt=0, description="Seconds of source per parallel piece of one video's OCR "
+        "(runs of whole shots); null: the whole video in one piece.",
     )
     resources: Resources = Resources(num_cpus=1.0)
 
@@ -148,21 +152,29 @@ class PaddleOcrEngine:
         return [(str(r["rec_text"]), float(r["rec_score"])) for r in self._rec.predict(crops)]
 
 
-class ShotCropStage(ConfiguredStage[ShotCropConfig]):
-    """Crops every live shot clear of burned-in text and black borders."""
+class ShotCropStage(ChunkedStage[ShotCropConfig]):
+    """Crops every live shot clear of burned-in text and black borders.
+
+    A chunk is a run of live shots spanning at most ``chunk_s`` seconds of source; each opens
+    its own reader, so the OCR of a long film spreads over workers.
+    """
 
     name: ClassVar[str] = "shot_crop"
 
-    def setup(self) -> None:
-        """Build the OCR engine once per worker."""
-        self._engine = build_engine(self.config)
+    _engine: OcrEngine | None = None
 
-    def process(self, record: Record) -> Record:
-        """Add the ``ocr_*`` and ``crop_*`` columns to each live shot of ``record``."""
-        record["ocr_engine"] = self._engine.name
+    def chunks(self, record: Record) -> list[list[int]]:
+        """Shot indices of the live shots, in groups of at most ``chunk_s`` seconds."""
         shots = live_shots(record)
-        if not shots:
-            return record
+        limit = self.config.chunk_s
+        max_frames = None if limit is None else max(1, round(limit * float(record["fps"])))
+        groups = consecutive_groups([(s["start_frame"], s["end_frame"]) for s in shots],
+                                    max_frames)
+        return [[shots[i]["shot_index"] for i in group] for group in groups]
+
+    def process_chunk(self, record: Record, chunk: list[int]) -> list[dict] | ChunkFailure:
+        """The ``ocr_*`` and ``crop_*`` columns of the shots ``chunk``, in order."""
+        shots = [record["shots"][i] for i in chunk]
         size = analysis_size(record["width"], record["height"], self.config.detect_width)
         try:
             with _decoding():
@@ -170,17 +182,35 @@ class ShotCropStage(ConfiguredStage[ShotCropConfig]):
             plan = [shot_frames(s, self.config.frames_per_shot, reader.num_frames) for s in shots]
             found = self._read_frames(reader, sorted({i for p in plan for i in p}))
         except DecodeError as err:
-            return fail(record, self.name, "decode_error", str(err))
+            return ChunkFailure("decode_error", str(err))
         frame = (record["width"], record["height"])
-        for shot, indices in zip(shots, plan, strict=True):
+        picture = active_picture(record)
+        columns = []
+        for indices in plan:
             boxes = [(i, _to_source(t.box, size, frame), t.text)
                      for i in indices for t in found[i]]
-            shot.update(crop_shot(boxes, len(indices), active_picture(record), frame, self.config))
-            if shot["crop_kept_fraction"] < self.config.min_kept_fraction:
-                drop_shot(shot, self.name, "text_covers_frame", shot["crop_kept_fraction"],
-                          f"crop keeps {shot['crop_kept_fraction']:.3f} of the frame < "
-                          f"{self.config.min_kept_fraction}")
+            columns.append(crop_shot(boxes, len(indices), picture, frame, self.config))
+        return columns
+
+    def join(self, record: Record, results: list[list[dict]]) -> Record:
+        """Write each shot's crop; drop shots whose crop keeps too little of the frame."""
+        record["ocr_engine"] = self.config.engine
+        for chunk, columns in zip(self.chunks(record), results, strict=True):
+            for index, crop in zip(chunk, columns, strict=True):
+                shot = record["shots"][index]
+                shot.update(crop)
+                if shot["crop_kept_fraction"] < self.config.min_kept_fraction:
+                    drop_shot(shot, self.name, "text_covers_frame", shot["crop_kept_fraction"],
+                              f"crop keeps {shot['crop_kept_fraction']:.3f} of the frame < "
+                              f"{self.config.min_kept_fraction}")
         return record
+
+    def _ocr(self) -> OcrEngine:
+        """The OCR engine, built at first use in each worker (a worker that only joins the
+        pieces never loads it)."""
+        if self._engine is None:
+            self._engine = build_engine(self.config)
+        return self._engine
 
     def _read_frames(self, reader: FrameReader, indices: list[int]) -> dict[int, list[TextBox]]:
         """Text on each frame of ``indices``, decoding ``decode_batch`` frames at a time."""
@@ -191,7 +221,7 @@ class ShotCropStage(ConfiguredStage[ShotCropConfig]):
             with _decoding():
                 frames = reader.frames_at(chunk)
             for index, frame in zip(chunk, frames, strict=True):
-                found[index] = read_text(self._engine, frame, self.config)
+                found[index] = read_text(self._ocr(), frame, self.config)
         return found
 
 

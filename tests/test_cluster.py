@@ -81,8 +81,12 @@ def test_a_two_node_cluster_gives_the_output_of_a_local_run(
     done = subprocess.run([*CURATE, str(raw), str(local), "--num-cpus", "2"], capture_output=True,
                           text=True, env=ENV, timeout=600)
     assert done.returncode == 0, done.stderr
-    done = subprocess.run([*CURATE, str(raw), str(cluster), "--ray-address", two_node_cluster],
-                          capture_output=True, text=True, env=ENV, timeout=600)
+    # On the cluster, each shot's OCR is a piece of its own, mapped as parallel tasks.
+    pieces = tmp_path / "pieces.yaml"
+    pieces.write_text("stages:\n  shot_crop:\n    chunk_s: 1.0\n")
+    done = subprocess.run([*CURATE, str(raw), str(cluster), "--ray-address", two_node_cluster,
+                           "-c", str(pieces)], capture_output=True, text=True, env=ENV,
+                          timeout=600)
     assert done.returncode == 0, done.stderr
     videos, shots = _tables(cluster)
     assert [v["status"] for v in videos] == ["accepted"] * 4 and len(shots) == 12

@@ -297,7 +297,7 @@ def test_ocr_reads_few_small_frames_and_recognises_only_boxes(
 def test_unreadable_video_fails_with_decode_error(stage: ShotCropStage, tmp_path: Path) -> None:
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00" * 4096)
-    record = {"path": str(broken), "status": "pending", "width": 640, "height": 360,
+    record = {"path": str(broken), "status": "pending", "width": 640, "height": 360, "fps": 24.0,
               "border_w": 0, "shots": [{"shot_index": 0, "start_frame": 0, "end_frame": 24}]}
     record = stage.process(record)
     assert record["status"] == "failed" and record["reject_rule"] == "decode_error"

@@ -1,0 +1,53 @@
+"""The pieces of one video's work as parallel Ray tasks: the runner's mapper for
+:class:`~stages.ChunkedStage`.
+
+The stage object goes into the object store once, before any worker has set it up; each task
+worker keeps one set-up copy per stage (:data:`_READY`), so a model loads once per process, not
+once per piece. The record goes into the store once per video and every piece reads it from
+there. A task whose worker dies is retried by Ray; an exception in a piece becomes a
+:class:`~stages.ChunkFailure` with rule ``error``, as :class:`~curation.plan.StageCall` does for
+a whole video.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+
+from curation.records import Record
+from curation.resources import Resources
+from stages import ChunkedStage, ChunkFailure
+
+_READY: dict[str, ChunkedStage] = {}
+
+
+@ray.remote
+def _run_piece(stage_box: list[ray.ObjectRef], record: Record, chunk: Any) -> Any:
+    """One piece on a task worker; ``stage_box`` keeps the stage's ref unresolved, so it is
+    fetched and set up only the first time this worker sees it."""
+    key = stage_box[0].hex()
+    stage = _READY.get(key)
+    if stage is None:
+        stage = ray.get(stage_box[0])
+        stage.setup()
+        _READY[key] = stage
+    try:
+        return stage.process_chunk(record, chunk)
+    except Exception as err:  # one piece's bug fails its video, as in StageCall
+        return ChunkFailure("error", f"{type(err).__name__}: {err}")
+
+
+class RayPieceMapper:
+    """Maps the pieces of one video as Ray tasks holding the stage's CPU/GPU reservation."""
+
+    def __init__(self, stage: ChunkedStage, resources: Resources, gpus: float) -> None:
+        self._stage_ref = ray.put(stage)
+        self._options = {"num_cpus": resources.num_cpus, "num_gpus": gpus or None,
+                         "retry_exceptions": False}
+
+    def __call__(self, stage: ChunkedStage, record: Record, chunks: Sequence[Any]) -> list[Any]:
+        record_ref = ray.put(record)
+        task = _run_piece.options(**self._options)
+        return ray.get([task.remote([self._stage_ref], record_ref, chunk) for chunk in chunks])

@@ -1,0 +1,101 @@
+"""One video's work in pieces: :class:`stages.ChunkedStage` mapped in order and as parallel Ray
+tasks (:mod:`curation.fan_out`) gives the same record; a failing piece fails its video."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from pydantic import BaseModel
+
+from curation.records import Record
+from curation.resources import Resources
+from stages import ChunkedStage, consecutive_groups
+from stages.probe import ProbeConfig, ProbeStage
+from stages.shot_crop import ShotCropConfig, ShotCropStage
+from tests.media_text import TextVideo, make_text_video
+
+ray = pytest.importorskip("ray")
+
+
+class _Config(BaseModel):
+    fail_on: int | None = None
+
+
+class PidStage(ChunkedStage[_Config]):
+    """Pieces that take a moment and say which process ran them."""
+
+    name: ClassVar[str] = "pid"
+
+    def chunks(self, record: Record) -> list[int]:
+        return list(range(record["pieces"]))
+
+    def process_chunk(self, record: Record, chunk: int) -> Any:
+        if chunk == self.config.fail_on:
+            raise ValueError(f"piece {chunk} is broken")
+        time.sleep(0.5)
+        return {"piece": chunk, "pid": os.getpid()}
+
+    def join(self, record: Record, results: list[Any]) -> Record:
+        record["results"] = results
+        return record
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _mapper(stage: ChunkedStage):  # noqa: ANN202 - a RayPieceMapper
+    from curation.fan_out import RayPieceMapper
+
+    return RayPieceMapper(stage, Resources(num_cpus=1), 0)
+
+
+def test_consecutive_groups_bound_the_span_of_each_piece() -> None:
+    spans = [(0, 10), (10, 20), (20, 50), (50, 60), (60, 200)]
+    assert consecutive_groups(spans, 30) == [[0, 1], [2], [3], [4]]
+    assert consecutive_groups(spans, None) == [[0, 1, 2, 3, 4]]
+    assert consecutive_groups([], 5) == []
+
+
+def test_pieces_run_in_parallel_processes_and_join_in_order(local_ray: None) -> None:
+    stage = PidStage(_Config())
+    record = stage.run_chunks({"status": "pending", "pieces": 6}, _mapper(stage))
+    assert [r["piece"] for r in record["results"]] == list(range(6))
+    assert len({r["pid"] for r in record["results"]} - {os.getpid()}) == 2
+
+
+def test_a_failing_piece_fails_its_video_with_the_cause(local_ray: None) -> None:
+    stage = PidStage(_Config(fail_on=2))
+    record = stage.run_chunks({"status": "pending", "pieces": 4}, _mapper(stage))
+    assert record["status"] == "failed" and record["reject_rule"] == "error"
+    assert "ValueError: piece 2 is broken" in record["reason"]
+
+
+def test_ocr_in_parallel_pieces_equals_the_whole_video_at_once(
+    local_ray: None, tmp_path: Path
+) -> None:
+    video = tmp_path / "subtitled.mp4"
+    spec = TextVideo([["HELLO WORLD"], ["SCENE TWO"], ["AND THREE"], ["THE END"]],
+                     shot_frames=30, watermark="MOGA TV")
+    make_text_video(video, spec)
+    probed = ProbeStage(ProbeConfig()).process({"path": str(video), "status": "pending",
+                                                 "border_w": 0})
+    bounds = [0, *spec.cuts, probed["num_frames"]]
+    probed["shots"] = [{"shot_index": i, "start_frame": a, "end_frame": b}
+                       for i, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False))]
+    whole = ShotCropStage(ShotCropConfig(chunk_s=None))
+    pieces = ShotCropStage(ShotCropConfig(chunk_s=1.0))
+    assert len(pieces.chunks(probed)) == 4 and len(whole.chunks(probed)) == 1
+    expected = whole.process(dict(probed, shots=[dict(s) for s in probed["shots"]]))
+    got = pieces.run_chunks(dict(probed, shots=[dict(s) for s in probed["shots"]]),
+                            _mapper(pieces))
+    assert got == expected
+    assert all(shot["ocr_texts"] and shot["crop_kept_fraction"] < 1 for shot in got["shots"])
