@@ -4,9 +4,10 @@
 The stage object goes into the object store once, before any worker has set it up; each task
 worker keeps one set-up copy per stage (:data:`_READY`), so a model loads once per process, not
 once per piece. The record goes into the store once per video and every piece reads it from
-there. A task whose worker dies is retried by Ray; an exception in a piece becomes a
-:class:`~stages.ChunkFailure` with rule ``error``, as :class:`~curation.plan.StageCall` does for
-a whole video.
+there. A task whose worker dies is retried by Ray (``max_retries`` times); a piece whose
+workers keep dying becomes a :class:`~stages.ChunkFailure` with rule ``worker_lost``, and an
+exception in a piece one with rule ``error``, as :class:`~curation.plan.StageCall` does for a
+whole video.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from curation.records import Record
 from curation.resources import Resources
 from stages import ChunkedStage, ChunkFailure
 
+MAX_RETRIES = 2
 _READY: dict[str, ChunkedStage] = {}
 
 
@@ -45,9 +47,19 @@ class RayPieceMapper:
     def __init__(self, stage: ChunkedStage, resources: Resources, gpus: float) -> None:
         self._stage_ref = ray.put(stage)
         self._options = {"num_cpus": resources.num_cpus, "num_gpus": gpus or None,
-                         "retry_exceptions": False}
+                         "max_retries": MAX_RETRIES, "retry_exceptions": False}
 
     def __call__(self, stage: ChunkedStage, record: Record, chunks: Sequence[Any]) -> list[Any]:
         record_ref = ray.put(record)
         task = _run_piece.options(**self._options)
-        return ray.get([task.remote([self._stage_ref], record_ref, chunk) for chunk in chunks])
+        pieces = [task.remote([self._stage_ref], record_ref, chunk) for chunk in chunks]
+        return [_result(piece, number) for number, piece in enumerate(pieces)]
+
+
+def _result(piece: ray.ObjectRef, number: int) -> Any:
+    """A piece's result, or a ``worker_lost`` failure when its workers kept dying."""
+    try:
+        return ray.get(piece)
+    except ray.exceptions.RayError as err:  # worker crash, OOM kill, node loss
+        return ChunkFailure("worker_lost", f"piece {number}: its worker died "
+                            f"{MAX_RETRIES + 1} times ({type(err).__name__})")

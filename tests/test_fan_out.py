@@ -4,6 +4,7 @@ tasks (:mod:`curation.fan_out`) gives the same record; a failing piece fails its
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,8 @@ ray = pytest.importorskip("ray")
 
 class _Config(BaseModel):
     fail_on: int | None = None
+    kill_on: int | None = None
+    kill_marker: str | None = None  # the piece kills its worker only while this file is absent
 
 
 class PidStage(ChunkedStage[_Config]):
@@ -37,6 +40,11 @@ class PidStage(ChunkedStage[_Config]):
     def process_chunk(self, record: Record, chunk: int) -> Any:
         if chunk == self.config.fail_on:
             raise ValueError(f"piece {chunk} is broken")
+        marker = self.config.kill_marker
+        if chunk == self.config.kill_on and not (marker and os.path.exists(marker)):
+            if marker:
+                Path(marker).touch()
+            os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(0.5)
         return {"piece": chunk, "pid": os.getpid()}
 
@@ -77,6 +85,18 @@ def test_a_failing_piece_fails_its_video_with_the_cause(local_ray: None) -> None
     record = stage.run_chunks({"status": "pending", "pieces": 4}, _mapper(stage))
     assert record["status"] == "failed" and record["reject_rule"] == "error"
     assert "ValueError: piece 2 is broken" in record["reason"]
+
+
+def test_a_killed_piece_worker_is_retried_and_a_doomed_piece_fails_its_video(
+    local_ray: None, tmp_path: Path
+) -> None:
+    once = PidStage(_Config(kill_on=1, kill_marker=str(tmp_path / "killed-once")))
+    record = once.run_chunks({"status": "pending", "pieces": 3}, _mapper(once))
+    assert [r["piece"] for r in record["results"]] == [0, 1, 2]
+    always = PidStage(_Config(kill_on=1))
+    record = always.run_chunks({"status": "pending", "pieces": 3}, _mapper(always))
+    assert record["status"] == "failed" and record["reject_rule"] == "worker_lost"
+    assert record["reason"].startswith("pid.worker_lost: piece 1: its worker died 3 times")
 
 
 def test_ocr_in_parallel_pieces_equals_the_whole_video_at_once(
