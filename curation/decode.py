@@ -197,19 +197,31 @@ def iter_timed_frames(
 def _analysis_frames(
     path: str, size: tuple[int, int], skip_loop_filter: bool
 ) -> Iterator[tuple[float, np.ndarray]]:
+    for _, seconds, frame in iter_timed_frames(path, skip_loop_filter):
+        yield seconds, analysis_bgr(frame, size)
+
+
+def analysis_bgr(frame: object, size: tuple[int, int]) -> np.ndarray:
+    """A decoded PyAV frame as BGR ``uint8`` at ``size`` (the analysis frames' conversion).
+
+    For 4:2:0 the three planes are read in place (no copy of the full-size frame), downscaled
+    one by one (luma bilinear, chroma area) and converted at the small size.
+    """
     import cv2
 
     width, height = size
-    for _, seconds, frame in iter_timed_frames(path, skip_loop_filter):
-        if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
-            planes = frame.to_ndarray()
-            h, w = frame.height, frame.width
-            chroma = planes[h:].reshape(2, h // 2, w // 2)
-            small = np.concatenate([
-                cv2.resize(planes[:h], (width, height), interpolation=cv2.INTER_LINEAR),
-                *(cv2.resize(c, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
-                  .reshape(height // 4, width) for c in chroma),
-            ])
-            yield seconds, cv2.cvtColor(small, cv2.COLOR_YUV2BGR_I420)
-        else:
-            yield seconds, frame.reformat(width, height, format="bgr24").to_ndarray()
+    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
+        luma, *chroma = (_plane(plane) for plane in frame.planes)
+        small = np.concatenate([
+            cv2.resize(luma, (width, height), interpolation=cv2.INTER_LINEAR),
+            *(cv2.resize(c, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
+              .reshape(height // 4, width) for c in chroma),
+        ])
+        return cv2.cvtColor(small, cv2.COLOR_YUV2BGR_I420)
+    return frame.reformat(width, height, format="bgr24").to_ndarray()
+
+
+def _plane(plane: object) -> np.ndarray:
+    """One 8-bit plane of a decoded frame as a (height, width) view of the decoder's buffer."""
+    rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+    return rows[:, :plane.width]

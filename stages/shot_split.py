@@ -1,7 +1,8 @@
 """Shot split stage: one decode pass at analysis size feeds two detectors.
 
 Frames come once from PyAV at ``analysis_width`` (:func:`curation.decode.iter_analysis_frames`).
-Each goes to PySceneDetect's ContentDetector (hard cuts, through its ``process_frame``) and to
+Each goes to :class:`~stages.transitions.ContentCutDetector` (hard cuts: PySceneDetect's
+ContentDetector scores and flash filter, computed more cheaply) and to
 :class:`~stages.transitions.GradualTransitionDetector` (fades and dissolves). Boundaries are
 labelled ``clean`` or ``transition`` with their frame span, and the shots tile the decoded
 frames exactly. The same frames feed :class:`~stages.frame_signals.FrameSignalRecorder`, whose
@@ -22,6 +23,7 @@ from curation.resources import Resources
 from stages import ConfiguredStage
 from stages.frame_signals import FrameSignalRecorder
 from stages.transitions import (
+    ContentCutDetector,
     GradualConfig,
     GradualTransitionDetector,
     label_boundaries,
@@ -62,10 +64,6 @@ class ShotSplitStage(ConfiguredStage[ShotSplitConfig]):
 
     name: ClassVar[str] = "shot_split"
 
-    def setup(self) -> None:
-        """Import PySceneDetect once per worker."""
-        import scenedetect  # noqa: F401
-
     def process(self, record: Record) -> Record:
         """Add ``shots`` to ``record``: boundaries found in one pass over the frames."""
         try:
@@ -86,11 +84,10 @@ def detect_shots(
 ) -> tuple[list[dict], int, bytes]:
     """Shots of the video at ``path``, the number of frames decoded and the packed frame signals."""
     import cv2
-    from scenedetect import ContentDetector, FrameTimecode
 
     min_shot_frames = max(1, int(round(config.min_shot_s * fps)))
     size = analysis_size(width, height, config.analysis_width)
-    content = ContentDetector(threshold=config.cut_threshold, min_scene_len=min_shot_frames)
+    content = ContentCutDetector(config.cut_threshold, min_shot_frames)
     gradual = GradualTransitionDetector(config.gradual, fps)
     signals = FrameSignalRecorder(**config.signals.model_dump())
     cuts: list[int] = []
@@ -98,7 +95,7 @@ def detect_shots(
     for index, (seconds, frame) in enumerate(iter_analysis_frames(
             path, size, config.fast_decode, config.prefetch_frames)):
         times.append(seconds)
-        cuts += [tc.frame_num for tc in content.process_frame(FrameTimecode(index, fps=fps), frame)]
+        cuts += content.push(index, frame)
         luma = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         signals.push(index, frame, luma)
         if config.gradual.enabled:
@@ -107,7 +104,6 @@ def detect_shots(
     count = len(times)
     if count == 0:
         raise ValueError("no frame could be decoded")
-    cuts += [tc.frame_num for tc in content.post_process(FrameTimecode(count, fps=fps))]
     boundaries = label_boundaries(sorted(set(cuts)), gradual.finish(count), count, min_shot_frames)
     shots = tile_shots(boundaries, count)
     times.append(times[-1] + 1.0 / fps)  # end of the last frame

@@ -1,13 +1,15 @@
-"""Gradual-transition detection and boundary labelling, the second detector beside PySceneDetect.
+"""Hard-cut and gradual-transition detection, and boundary labelling.
 
-PySceneDetect's ContentDetector sees hard cuts; fades and dissolves spread their change over many
-frames, each below its threshold. :class:`GradualTransitionDetector` runs the twin-comparison
-idea (Zhang et al., 1993) on small luma frames: a run of frames whose frame-to-frame change stays
-above a low threshold is a candidate; it is a transition when the frames before and after the run
-differ a lot *and* the middle frame is close to their average, which is what a dissolve or fade
-is (a camera pan or moving object fails this blend test). :func:`label_boundaries` then fuses
-cuts and spans into one ordered list of labelled boundaries, and :func:`tile_shots` turns that
-into shots that tile the video.
+:class:`ContentCutDetector` finds hard cuts exactly as PySceneDetect's ``ContentDetector`` does
+with its default weights (same scores, same flash filter), at a third of its cost. Fades and
+dissolves spread their change over many frames, each below its threshold.
+:class:`GradualTransitionDetector` runs the twin-comparison idea (Zhang et al., 1993) on small
+luma frames: a run of frames whose frame-to-frame change stays above a low threshold is a
+candidate; it is a transition when the frames before and after the run differ a lot *and* the
+middle frame is close to their average, which is what a dissolve or fade is (a camera pan or
+moving object fails this blend test). :func:`label_boundaries` then fuses cuts and spans into one
+ordered list of labelled boundaries, and :func:`tile_shots` turns that into shots that tile the
+video.
 """
 
 from __future__ import annotations
@@ -22,6 +24,74 @@ BOUNDARY_CLEAN = "clean"
 BOUNDARY_TRANSITION = "transition"
 BOUNDARY_START = "video_start"
 BOUNDARY_END = "video_end"
+
+
+class ContentCutDetector:
+    """PySceneDetect's ``ContentDetector`` with its default weights (hue, saturation and value; no
+    edges): the same scores and the same cuts, at about a third of its cost and without
+    importing scenedetect (half a second per worker).
+
+    The score of frame ``i`` is the mean absolute difference of its HSV planes from frame
+    ``i - 1``, averaged over the three planes. The sums are integers, so the scores are
+    bit-identical to ``scenedetect.detectors.content_detector._mean_pixel_distance``'s;
+    ``tests/test_transitions.py`` checks scores and cuts against scenedetect on real footage.
+    Cuts pass the merge-mode flash filter (``scenedetect.detector.FlashFilter``) restated on
+    frame numbers: a cut within ``min_scene_len`` of the last frame above the threshold starts
+    a merge that ends, with one cut, once ``min_scene_len`` frames stay below it.
+    """
+
+    def __init__(self, threshold: float, min_scene_len: int) -> None:
+        self.threshold = threshold
+        self.min_scene_len = min_scene_len
+        self.score = 0.0
+        self._previous: np.ndarray | None = None
+        self._last_above: int | None = None
+        self._merge_enabled = False
+        self._merge_start: int | None = None  # set while merging
+
+    def push(self, index: int, bgr: np.ndarray) -> list[int]:
+        """Feed frame ``index`` (frames must come in order, BGR uint8); return cut frames."""
+        import cv2
+
+        hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
+        previous, self._previous = self._previous, hsv
+        self.score = 0.0 if previous is None else hsv_distance(previous, hsv)
+        return self.push_score(index, self.score)
+
+    def push_score(self, index: int, score: float) -> list[int]:
+        """Feed the score of frame ``index`` (frames must come in order); return cut frames."""
+        above = score >= self.threshold
+        if self.min_scene_len <= 0:
+            return [index] if above else []
+        if self._last_above is None:
+            self._last_above = index
+        length_met = index - self._last_above >= self.min_scene_len
+        if above:
+            self._last_above = index
+        if self._merge_start is not None:
+            if (length_met and not above
+                    and self._last_above - self._merge_start >= self.min_scene_len):
+                self._merge_start = None
+                return [self._last_above]
+            return []
+        if not above:
+            return []
+        if length_met:
+            self._merge_enabled = True  # merging starts only after the first cut
+            return [index]
+        if self._merge_enabled:
+            self._merge_start = index
+        return []
+
+
+def hsv_distance(previous: np.ndarray, current: np.ndarray) -> float:
+    """ContentDetector's default-weight score between two HSV frames, bit for bit."""
+    import cv2
+
+    hue, sat, lum = cv2.sumElems(cv2.absdiff(current, previous))[:3]
+    pixels = float(current.shape[0] * current.shape[1])
+    # the same float operations, in the same order, as ContentDetector's weighted sum
+    return (0 + hue / pixels * 1.0 + sat / pixels * 1.0 + lum / pixels * 1.0 + 0.0 * 0.0) / 3.0
 
 
 class GradualConfig(BaseModel):
@@ -152,8 +222,9 @@ def label_boundaries(
 ) -> list[Boundary]:
     """Fuse hard cuts and transition spans into ordered boundaries.
 
-    A cut within ``min_shot_frames`` of a span belongs to that transition and widens it. Spans closer than
-    ``min_shot_frames`` to each other merge (a fade out, black, fade in is one transition).
+    A cut within ``min_shot_frames`` of a span belongs to that transition and widens it. Spans
+    closer than ``min_shot_frames`` to each other merge (a fade out, black, fade in is one
+    transition).
     A transition's boundary sits in the middle of its span.
     """
     merged: list[Span] = []

@@ -1,8 +1,11 @@
-"""Boundary fusion and shot tiling, without video."""
+"""Boundary fusion and shot tiling without video; the cut detector against PySceneDetect."""
 
 from __future__ import annotations
 
-from stages.transitions import Boundary, Span, label_boundaries, tile_shots
+from pathlib import Path
+
+from curation.decode import iter_analysis_frames
+from stages.transitions import Boundary, ContentCutDetector, Span, label_boundaries, tile_shots
 
 
 def test_cut_near_a_span_joins_and_widens_it() -> None:
@@ -29,3 +32,31 @@ def test_tiles_cover_the_video() -> None:
     assert [(s["start_frame"], s["end_frame"]) for s in shots] == [(0, 10), (10, 20), (20, 40)]
     assert shots[1]["transition_out_start"] == 15 and shots[2]["transition_in_end"] == 25
     assert shots[0]["boundary_in"] == "video_start" and shots[2]["boundary_out"] == "video_end"
+
+
+def test_cut_detector_matches_scenedetect_on_real_footage(bikes: Path) -> None:
+    from scenedetect import ContentDetector, FrameTimecode
+
+    reference = ContentDetector(threshold=27.0, min_scene_len=12)
+    ours = ContentCutDetector(27.0, 12)
+    expected: list[int] = []
+    found: list[int] = []
+    for index, (_, frame) in enumerate(iter_analysis_frames(str(bikes), (256, 108))):
+        expected += [tc.frame_num for tc in reference.process_frame(FrameTimecode(index, 25.0),
+                                                                     frame)]
+        found += ours.push(index, frame)
+        assert ours.score == reference._frame_score  # bit for bit
+    assert found == expected and len(found) == 5
+
+
+def test_cut_filter_merges_cuts_closer_than_min_scene_len_like_scenedetect() -> None:
+    from scenedetect import FrameTimecode
+    from scenedetect.detector import FlashFilter
+
+    scores = [0, 40, 0, 0, 0, 0, 0, 0, 40, 0, 40, 0, 0, 0, 0, 0, 0, 0, 0, 0, 40, 40, 0, 0, 0, 0,
+              0, 0, 0, 0, 0, 0]
+    reference = FlashFilter(FlashFilter.Mode.MERGE, 5)
+    ours = ContentCutDetector(27.0, 5)
+    for index, score in enumerate(scores):
+        expected = reference.filter(FrameTimecode(index, 24.0), score >= 27.0)
+        assert ours.push_score(index, score) == [tc.frame_num for tc in expected]
