@@ -146,3 +146,15 @@ def make_huge(path: Path, w: int, h: int, frames: int = 2) -> None:
     """A flat grey ``w`` x ``h`` video: a really huge frame size that is cheap to encode."""
     _ffmpeg(["-f", "lavfi", "-i", f"color=c=gray:size={w}x{h}:rate=24,trim=end_frame={frames}",
              "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)])
+
+
+def make_cuts_at_rate(path: Path, frames: list[int], rate: str = "30000/1001", gop: int = 60,
+                      w: int = 320, h: int = 180) -> list[int]:
+    """:func:`make_cuts` at a frame rate ffmpeg spells as a fraction (``30000/1001``: 29.97 fps),
+    keyframes at least every ``gop`` frames and x264's B-frames; return the cut frames."""
+    n = len(frames)
+    graph = "".join(f"[{i}:v]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]"
+    _ffmpeg([*_inputs(frames, w, h, rate), "-filter_complex", graph, "-map", "[v]",
+             "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", str(gop), "-bf", "3",
+             "-pix_fmt", "yuv420p", "-r", rate, str(path)])
+    return [sum(frames[:i + 1]) for i in range(n - 1)]

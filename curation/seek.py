@@ -1,0 +1,101 @@
+"""Seeking decode for work split below the video level: the frames from a keyframe on, numbered
+exactly as :func:`curation.decode.iter_timed_frames` numbers them counting from the start.
+
+After a seek a frame's index comes from its timestamp: ``(pts - first_pts) / step``. That equals
+the sequential count only when every frame sits on one fixed grid of timestamps (constant frame
+rate, one frame per packet, no gaps, the first packet in display order decoded first).
+:func:`frame_grid` checks that from the packets (no decoding past the first frame) and returns
+None otherwise, so the caller decodes from the start instead; :func:`iter_frames_from` checks
+every frame it decodes against the grid and raises :class:`GridMismatch` if one is off it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from curation.decode import iter_timed_frames
+
+
+class GridMismatch(ValueError):
+    """A decoded frame is not where the stream's timestamp grid put it."""
+
+
+@dataclass(frozen=True)
+class FrameGrid:
+    """Display timestamps of a constant-frame-rate stream: frame ``i`` at ``first_pts + i * step``
+    (stream time base); ``first_time`` is frame 0's time in seconds as the decoder reports it."""
+
+    first_pts: int
+    step: int
+    num_frames: int
+    first_time: float
+    keyframes: tuple[int, ...]  # display indices of the keyframes, ascending; the first is 0
+
+    def index_of(self, pts: int | None) -> int:
+        """The display index of the frame with timestamp ``pts``."""
+        if pts is None:
+            raise GridMismatch("a decoded frame has no timestamp")
+        index, rest = divmod(pts - self.first_pts, self.step)
+        if rest or not 0 <= index < self.num_frames:
+            raise GridMismatch(f"timestamp {pts} is off the grid {self.first_pts} + k * "
+                               f"{self.step}")
+        return index
+
+    def keys_before(self, index: int) -> list[int]:
+        """Keyframes at or before frame ``index``, nearest first."""
+        return self.keyframes[:bisect.bisect_right(self.keyframes, index)][::-1]
+
+
+def frame_grid(path: str) -> FrameGrid | None:
+    """The timestamp grid of ``path``'s first video stream, or None when frame indices cannot be
+    derived from timestamps (variable frame rate, missing or repeated timestamps, gaps)."""
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        packets = sorted((p.pts, p.is_keyframe) for p in container.demux(stream)
+                         if p.size > 0 and not p.is_discard and p.pts is not None)
+    if len(packets) < 2 or not packets[0][1]:
+        return None
+    first_pts, step = packets[0][0], packets[1][0] - packets[0][0]
+    if step <= 0 or any(pts != first_pts + i * step for i, (pts, _) in enumerate(packets)):
+        return None
+    first = next(iter_timed_frames(path), None)
+    if first is None or first[2].pts != first_pts:
+        return None  # the decoder drops or reorders the first frame: count from the start
+    keys = tuple(i for i, (_, key) in enumerate(packets) if key)
+    return FrameGrid(first_pts, step, len(packets), float(first[2].time), keys)
+
+
+def iter_frames_from(path: str, grid: FrameGrid, start: int) -> Iterator[tuple[int, float, object]]:
+    """(index, seconds from frame 0, PyAV frame) in display order from the keyframe at or before
+    frame ``start`` to the end of the stream; the same triples as :func:`iter_timed_frames` gives
+    for those frames. A seek that lands past ``start`` is retried from an earlier keyframe."""
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for attempt, key in enumerate(grid.keys_before(start)):
+            if key or attempt:
+                container.seek(grid.first_pts + key * grid.step, stream=stream)
+            frames = _checked(container.decode(stream), grid)
+            first = next(frames, None)
+            if first is not None and first[0] <= start:
+                yield first
+                yield from frames
+                return
+    raise GridMismatch(f"no seek reached frame {start}")
+
+
+def _checked(frames: Iterator, grid: FrameGrid) -> Iterator[tuple[int, float, object]]:
+    """Number decoded frames by timestamp; consecutive frames must have consecutive indices."""
+    expected: int | None = None
+    for frame in frames:
+        index = grid.index_of(frame.pts)
+        if expected is not None and index != expected:
+            raise GridMismatch(f"frame {index} decoded where frame {expected} was due")
+        expected = index + 1
+        yield index, float(frame.time) - grid.first_time, frame

@@ -1,0 +1,110 @@
+"""One sample's encoder: source frames resampled to the output rate (sample and hold) and piped
+raw to ffmpeg's libx264.
+
+Output frame ``k`` shows the source frame on screen at ``start + k / fps``, which fixes each
+shot's span in output frames exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from stages.encode_frames import Picture, frame_bytes, picture_for
+
+if TYPE_CHECKING:
+    from stages.encode import EncodeConfig
+
+
+def encoder_args(path: Path, picture: Picture, config: EncodeConfig) -> list[str]:
+    """ffmpeg's command line: raw ``yuv420p`` frames on stdin to an H.264 mp4."""
+    import ffmpeg
+
+    w, h = picture.size
+    stream = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="yuv420p", s=f"{w}x{h}",
+                          framerate=config.fps)
+    return (stream.output(str(path), vcodec="libx264", pix_fmt="yuv420p", crf=config.crf,
+                          preset=config.preset, movflags="+faststart", an=None)
+            .global_args("-loglevel", "error", "-nostdin").overwrite_output().compile())
+
+
+class SampleWriter:
+    """Resamples one sample's frames to the output rate and pipes them to libx264."""
+
+    def __init__(self, sample: dict, folder: Path, config: EncodeConfig) -> None:
+        self.sample, self.config = sample, config
+        self.picture = picture_for(sample, config.short_side)
+        self.path = folder / f"{sample['sample_id']}.mp4"
+        self.tmp = folder / f".{sample['sample_id']}.{os.getpid()}.tmp.mp4"
+        args = encoder_args(self.tmp, self.picture, config)
+        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.start_seconds: float | None = None
+        self.held: tuple[int, float, object] | None = None
+        self.source_step = 1.0 / config.fps  # duration of the last source frame, once known
+        self.source_of_output: list[int] = []
+
+    def push(self, index: int, seconds: float, frame: object) -> None:
+        """Take source frame ``index`` shown from ``seconds``; emit output frames before it."""
+        if self.start_seconds is None:
+            self.start_seconds = seconds
+        if self.held is not None:
+            self.source_step = seconds - self.held[1]
+            self._emit_until(seconds)
+        self.held = (index, seconds, frame)
+
+    def finish(self, next_seconds: float | None) -> dict:
+        """Flush the held frame up to ``next_seconds`` (the next source frame, or one frame
+        duration after the last), close the encoder; return the sample's output columns."""
+        assert self.held is not None and self.start_seconds is not None
+        end = next_seconds if next_seconds is not None else self.held[1] + self.source_step
+        self._emit_until(end)
+        with contextlib.suppress(BrokenPipeError):  # ffmpeg exited: its status tells why
+            self.process.stdin.close()
+        error = self.process.stderr.read().decode(errors="replace").strip()
+        if self.process.wait() != 0:
+            raise RuntimeError(f"ffmpeg failed encoding {self.path.name}: {error}")
+        os.replace(self.tmp, self.path)
+        return self._columns(end)
+
+    def abort(self) -> None:
+        """Stop the encoder and remove its partial file."""
+        self.process.kill()
+        with contextlib.suppress(BrokenPipeError):
+            self.process.stdin.close()
+        self.process.wait()
+        self.process.stderr.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def _emit_until(self, seconds: float) -> None:
+        """Write the held frame for every output tick before ``seconds``."""
+        index, _, frame = self.held
+        data = None
+        while self.start_seconds + len(self.source_of_output) / self.config.fps < seconds - 1e-6:
+            data = data if data is not None else frame_bytes(frame, self.picture)
+            try:
+                self.process.stdin.write(data)
+            except BrokenPipeError:
+                error = self.process.stderr.read().decode(errors="replace").strip()
+                raise RuntimeError(f"ffmpeg stopped encoding {self.path.name}: {error}") from None
+            self.source_of_output.append(index)
+
+    def _columns(self, end_seconds: float) -> dict:
+        source = np.asarray(self.source_of_output)
+        spans = []
+        for start, end in self.sample["shot_spans"]:
+            inside = np.flatnonzero((source >= start) & (source < end))
+            spans.append([int(inside[0]), int(inside[-1]) + 1] if inside.size else [0, 0])
+        return {
+            "mp4_path": str(self.path),
+            "mp4_bytes": self.path.stat().st_size,
+            "width": self.picture.size[0], "height": self.picture.size[1],
+            "fps": self.config.fps,
+            "num_frames": len(source),
+            "start_time": round(self.start_seconds, 6), "end_time": round(end_seconds, 6),
+            "shot_frames": spans,
+        }
