@@ -6,7 +6,7 @@ span with PyAV, from the keyframe at or before its first sample (:mod:`curation.
 frames from their timestamps, exactly as the shot split counted them); a variable-frame-rate
 video, or one whose timestamps do not lie on one grid, is one chunk decoded from the start
 (:func:`curation.decode.iter_timed_frames`). Both ends of every sample are frame-accurate and no
-keyframe copy is involved. Frames are cropped and resized on their YUV planes
+keyframe copy is involved. Frames are cropped, resized and turned upright on their YUV planes
 (:mod:`stages.encode_frames`) and piped raw to libx264 (:mod:`stages.encode_writer`). Each
 sample's mp4 lands in the staging folder; the driver packs it into a shard.
 """
@@ -98,7 +98,7 @@ class EncodeStage(ChunkedStage[EncodeConfig]):
         return list(zip(chunk.positions, columns, strict=True))
 
     def join(self, record: Record, results: list[list[tuple[int, dict]]]) -> Record:
-        """Each sample gains its mp4 path and size, output size and frame spans."""
+        """Each sample gains its mp4 path and size, output size, rotation, frame spans."""
         for result in results:
             for position, columns in result:
                 record["samples"][position].update(columns)
@@ -108,20 +108,20 @@ class EncodeStage(ChunkedStage[EncodeConfig]):
                 folder: Path) -> list[dict]:
         """Seek by ``grid`` when given; count from the first frame if it is not, or if a
         decoded frame turns out to be off the grid."""
-        path = record["path"]
+        path, rotation = record["path"], int(record.get("rotation") or 0)
         if grid is not None:
             try:
                 frames = iter_frames_from(path, grid, samples[0]["start_frame"])
-                return encode_samples(frames, samples, folder, self.config)
+                return encode_samples(frames, samples, folder, self.config, rotation)
             except GridMismatch as err:
                 log.warning("%s: %s; encoding from the first frame", path, err)
-        return encode_samples(iter_timed_frames(path), samples, folder, self.config)
+        return encode_samples(iter_timed_frames(path), samples, folder, self.config, rotation)
 
 
 def encode_samples(frames: Iterator[tuple[int, float, object]], samples: list[dict],
-                   folder: Path, config: EncodeConfig) -> list[dict]:
+                   folder: Path, config: EncodeConfig, rotation: int) -> list[dict]:
     """Encode ``samples`` (in source order, non-overlapping) from the numbered ``frames`` into
-    ``folder``; return each sample's output columns."""
+    ``folder``; return each sample's output columns. ``rotation``: the display rotation."""
     end = max(s["end_frame"] for s in samples)
     frames = itertools.takewhile(lambda item: item[0] <= end, frames)
     pending = iter(samples)
@@ -138,7 +138,7 @@ def encode_samples(frames: Iterator[tuple[int, float, object]], samples: list[di
             if sample is None:
                 break
             if index >= sample["start_frame"]:
-                writer = writer or SampleWriter(sample, folder, config)
+                writer = writer or SampleWriter(sample, folder, config, rotation)
                 writer.push(index, seconds, frame)
         if writer is not None:  # the video ended inside the last sample
             columns.append(writer.finish(None))

@@ -1,5 +1,5 @@
 """Per-frame picture work of the encode, on the YUV 4:2:0 planes (no RGB round trip): the
-sample's crop (in decoded source pixels) and the resize.
+sample's crop (in decoded, unrotated source pixels), the resize, and the display rotation.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ class Picture:
     """How one sample's source frames become output frames."""
 
     crop: tuple[int, int, int, int]  # x, y, w, h in decoded source pixels
-    size: tuple[int, int]  # output (w, h)
+    size: tuple[int, int]  # output (w, h), after rotation
+    turns: int  # counterclockwise quarter turns (np.rot90's k) that make the frame upright
 
 
 def output_size(crop_w: int, crop_h: int, short_side: int) -> tuple[int, int]:
@@ -24,14 +25,22 @@ def output_size(crop_w: int, crop_h: int, short_side: int) -> tuple[int, int]:
     return short_side, max(16, round(short_side * crop_h / crop_w / 16) * 16)
 
 
-def picture_for(sample: dict, short_side: int) -> Picture:
-    """The :class:`Picture` of ``sample``."""
+def quarter_turns(rotation: int) -> int:
+    """np.rot90's ``k`` for the probe's display rotation (degrees counterclockwise, as ffprobe
+    reports the display matrix), to the nearest quarter turn."""
+    return round(rotation / 90) % 4
+
+
+def picture_for(sample: dict, short_side: int, rotation: int) -> Picture:
+    """The :class:`Picture` of ``sample`` from a source with display ``rotation``."""
     crop = (sample["crop_x"], sample["crop_y"], sample["crop_w"], sample["crop_h"])
-    return Picture(crop, output_size(crop[2], crop[3], short_side))
+    turns = quarter_turns(rotation)
+    w, h = output_size(crop[2], crop[3], short_side)
+    return Picture(crop, (h, w) if turns % 2 else (w, h), turns)
 
 
 def frame_bytes(frame: object, picture: Picture) -> bytes:
-    """``picture``'s crop of a PyAV frame, resized, as raw ``yuv420p``."""
+    """``picture``'s crop of a PyAV frame, resized and rotated, as raw ``yuv420p``."""
     import cv2
 
     if frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2:
@@ -43,7 +52,7 @@ def frame_bytes(frame: object, picture: Picture) -> bytes:
     cw, ch = min(cw, w - x), min(ch, h - y)
     luma = planes[:h][y:y + ch, x:x + cw]
     chroma = planes[h:].reshape(2, h // 2, w // 2)[:, y // 2:(y + ch) // 2, x // 2:(x + cw) // 2]
-    out_w, out_h = picture.size
+    out_w, out_h = picture.size[::-1] if picture.turns % 2 else picture.size
     parts = [cv2.resize(luma, (out_w, out_h), interpolation=cv2.INTER_AREA)]
     parts += [cv2.resize(c, (out_w // 2, out_h // 2), interpolation=cv2.INTER_AREA) for c in chroma]
-    return b"".join(np.ascontiguousarray(p).tobytes() for p in parts)
+    return b"".join(np.ascontiguousarray(np.rot90(p, picture.turns)).tobytes() for p in parts)

@@ -36,9 +36,9 @@ def encoder_args(path: Path, picture: Picture, config: EncodeConfig) -> list[str
 class SampleWriter:
     """Resamples one sample's frames to the output rate and pipes them to libx264."""
 
-    def __init__(self, sample: dict, folder: Path, config: EncodeConfig) -> None:
+    def __init__(self, sample: dict, folder: Path, config: EncodeConfig, rotation: int) -> None:
         self.sample, self.config = sample, config
-        self.picture = picture_for(sample, config.short_side)
+        self.picture = picture_for(sample, config.short_side, rotation)
         self.path = folder / f"{sample['sample_id']}.mp4"
         self.tmp = folder / f".{sample['sample_id']}.{os.getpid()}.tmp.mp4"
         args = encoder_args(self.tmp, self.picture, config)
@@ -107,4 +107,5 @@ class SampleWriter:
             "num_frames": len(source),
             "start_time": round(self.start_seconds, 6), "end_time": round(end_seconds, 6),
             "shot_frames": spans,
+            "rotation": self.picture.turns * 90,
         }

@@ -1,12 +1,16 @@
 """The encode stage on generated media: chunked encodes equal the one-chunk encode byte for byte,
-and seeking decode numbers frames as sequential decoding does."""
+seeking decode numbers frames as sequential decoding does, and rotated sources come out
+upright."""
 
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 import tempfile
 from pathlib import Path
 
+import av
+import cv2
 import numpy as np
 import pytest
 
@@ -19,7 +23,7 @@ SHOTS = [50, 70, 40, 90, 61]  # 311 frames
 
 
 def _record(path: Path, edges: list[int], cuts: list[int], fps: float, size=(320, 180),
-            crop=None) -> dict:
+            crop=None, rotation: int = 0) -> dict:
     """A video record with one sample per ``[edges[i], edges[i + 1])``, split into shots at
     ``cuts``, cropped to ``crop`` (default: the whole frame)."""
     bounds = [0, *cuts, 10**9]
@@ -34,7 +38,7 @@ def _record(path: Path, edges: list[int], cuts: list[int], fps: float, size=(320
                         "crop_kept_fraction": w * h / (size[0] * size[1]), "split_shot": False,
                         "sample_id": f"v-{n:04d}", "sample_index": n})
     return {"video_id": "v", "path": str(path), "status": "pending", "fps": fps,
-            "fps_variable": False, "width": size[0], "height": size[1],
+            "fps_variable": False, "rotation": rotation, "width": size[0], "height": size[1],
             "samples": samples}
 
 
@@ -47,6 +51,23 @@ def _outputs(record: dict) -> list[tuple[bytes, dict]]:
     assert record["status"] == "pending", record.get("reason")
     return [(Path(s["mp4_path"]).read_bytes(), {k: v for k, v in s.items() if k != "mp4_path"})
             for s in record["samples"]]
+
+
+def _luma(mp4: str | Path) -> np.ndarray:
+    """The Y plane of every frame of an 8-bit 4:2:0 video, as float."""
+    with av.open(str(mp4)) as container:
+        return np.stack([f.to_ndarray()[:f.height].astype(np.float32)
+                         for f in container.decode(video=0)])
+
+
+def _ffmpeg_luma(source: Path, filters: str, size: tuple[int, int]) -> np.ndarray:
+    """The Y plane of ``source`` through ffmpeg's ``filters`` (ending at ``size``)."""
+    w, h = size
+    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(source), "-vf", filters, "-f",
+                          "rawvideo", "-pix_fmt", "yuv420p", "-"], capture_output=True,
+                         check=True).stdout
+    frames = np.frombuffer(out, np.uint8).reshape(-1, w * h * 3 // 2)
+    return frames[:, :w * h].reshape(-1, h, w).astype(np.float32)
 
 
 @pytest.fixture(scope="module", params=["24", "30", "30000/1001"])
@@ -121,3 +142,28 @@ def test_variable_frame_rate_is_one_chunk_from_the_start(tmp_path: Path) -> None
         record = dict(_record(path, [0, 20, 40, 60, 70], [], 30.0), fps_variable=flagged)
         (chunk,) = stage.chunks(record)
         assert chunk.positions == (0, 1, 2, 3) and chunk.grid is None
+
+
+@pytest.mark.parametrize("degrees", [90, 270])
+def test_rotated_source_is_encoded_upright(degrees: int, tmp_path: Path) -> None:
+    upright, rotated = tmp_path / "upright.mp4", tmp_path / "rotated.mp4"
+    media.make_cuts(upright, [24, 24])
+    media.make_rotated(upright, rotated, degrees)
+    crop = (160, 0, 160, 90)  # the top right quarter in stored (unrotated) pixels
+    whole = _encode(tmp_path, _record(rotated, [0, 24], [], 24.0, rotation=degrees))
+    part = _encode(tmp_path, _record(rotated, [24, 48], [], 24.0, crop=crop, rotation=degrees),
+                   chunk_s=None)
+    (_, columns), = _outputs(whole)
+    assert (columns["width"], columns["height"], columns["rotation"]) == (96, 176, degrees)
+    ours = _luma(whole["samples"][0]["mp4_path"])
+    # How players show the file: ffmpeg applies the display matrix before the filters.
+    shown = _ffmpeg_luma(rotated, "scale=96:176:flags=area", (96, 176))[:24]
+    assert np.abs(ours - shown).mean() < 4
+    assert np.abs(ours - np.rot90(shown, 2, axes=(1, 2))).mean() > 20  # not upside down
+
+    stored = [f.to_ndarray()[:180] for _, _, f in iter_timed_frames(str(rotated))][24:]
+    turns = degrees // 90  # the crop is taken before turning
+    expected = np.stack([np.rot90(cv2.resize(g[0:90, 160:320], (176, 96),
+                                             interpolation=cv2.INTER_AREA), turns)
+                         for g in stored]).astype(np.float32)
+    assert np.abs(_luma(part["samples"][0]["mp4_path"]) - expected).mean() < 4
