@@ -7,8 +7,9 @@ frames from their timestamps, exactly as the shot split counted them); a variabl
 video, or one whose timestamps do not lie on one grid, is one chunk decoded from the start
 (:func:`curation.decode.iter_timed_frames`). Both ends of every sample are frame-accurate and no
 keyframe copy is involved. Frames are cropped, resized and turned upright on their YUV planes
-(:mod:`stages.encode_frames`) and piped raw to libx264 (:mod:`stages.encode_writer`). Each
-sample's mp4 lands in the staging folder; the driver packs it into a shard.
+(:mod:`stages.encode_frames`) and piped raw to libx264 (:mod:`stages.encode_writer`), which
+tone-maps HDR to BT.709. Each sample's mp4 lands in the staging folder; the driver packs it into
+a shard.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ def encode_samples(frames: Iterator[tuple[int, float, object]], samples: list[di
             if sample is None:
                 break
             if index >= sample["start_frame"]:
-                writer = writer or SampleWriter(sample, folder, config, rotation)
+                writer = writer or SampleWriter(sample, folder, config, rotation, frame)
                 writer.push(index, seconds, frame)
         if writer is not None:  # the video ended inside the last sample
             columns.append(writer.finish(None))

@@ -2,7 +2,9 @@
 raw to ffmpeg's libx264.
 
 Output frame ``k`` shows the source frame on screen at ``start + k / fps``, which fixes each
-shot's span in output frames exactly.
+shot's span in output frames exactly. HDR input (10-bit PQ or HLG) is tone-mapped to BT.709 SDR
+in the ffmpeg process (zscale to linear light, Hable tone curve, BT.709 primaries and transfer)
+and the mp4 is tagged BT.709.
 """
 
 from __future__ import annotations
@@ -15,33 +17,59 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stages.encode_frames import Picture, frame_bytes, picture_for
+from stages.encode_frames import Picture, frame_bytes, hdr_transfer, picture_for
 
 if TYPE_CHECKING:
     from stages.encode import EncodeConfig
 
+_BT709 = {"color_primaries": "bt709", "color_trc": "bt709", "colorspace": "bt709"}
 
-def encoder_args(path: Path, picture: Picture, config: EncodeConfig) -> list[str]:
-    """ffmpeg's command line: raw ``yuv420p`` frames on stdin to an H.264 mp4."""
+
+def encoder_args(path: Path, picture: Picture, first_frame: object, config: EncodeConfig
+                 ) -> list[str]:
+    """ffmpeg's command line: raw ``picture.pix_fmt`` frames on stdin to an H.264 mp4."""
     import ffmpeg
 
     w, h = picture.size
-    stream = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="yuv420p", s=f"{w}x{h}",
+    stream = ffmpeg.input("pipe:", format="rawvideo", pix_fmt=picture.pix_fmt, s=f"{w}x{h}",
                           framerate=config.fps)
+    tags: dict[str, str] = {}
+    transfer = hdr_transfer(first_frame)
+    if transfer:
+        stream = tone_map(stream, transfer, first_frame)
+        tags = _BT709
     return (stream.output(str(path), vcodec="libx264", pix_fmt="yuv420p", crf=config.crf,
-                          preset=config.preset, movflags="+faststart", an=None)
+                          preset=config.preset, movflags="+faststart", an=None, **tags)
             .global_args("-loglevel", "error", "-nostdin").overwrite_output().compile())
+
+
+def tone_map(stream: object, transfer: str, frame: object) -> object:
+    """HDR to BT.709 SDR: the raw frames tagged as ``frame`` is (unset primaries and matrix:
+    BT.2020; unset range: limited), linear light scaled to 100 nits, Hable curve, BT.709."""
+    primaries = frame.color_primaries if frame.color_primaries not in (0, 2) else 9
+    matrix = frame.colorspace if frame.colorspace not in (0, 2) else 9
+    return (stream
+            .filter("setparams", color_primaries=primaries, color_trc=transfer,
+                    colorspace=matrix, range=2 if frame.color_range == 2 else 1)
+            .filter("zscale", t="linear", npl=100)
+            .filter("format", "gbrpf32le")
+            .filter("zscale", p="bt709")
+            .filter("tonemap", tonemap="hable", desat=0)
+            .filter("zscale", t="bt709", m="bt709", r="limited")
+            .filter("format", "yuv420p"))
 
 
 class SampleWriter:
     """Resamples one sample's frames to the output rate and pipes them to libx264."""
 
-    def __init__(self, sample: dict, folder: Path, config: EncodeConfig, rotation: int) -> None:
+    def __init__(self, sample: dict, folder: Path, config: EncodeConfig, rotation: int,
+                 first_frame: object) -> None:
         self.sample, self.config = sample, config
-        self.picture = picture_for(sample, config.short_side, rotation)
+        self.picture = picture_for(sample, config.short_side, rotation, first_frame)
+        self.tone_mapped_from = hdr_transfer(first_frame)
         self.path = folder / f"{sample['sample_id']}.mp4"
         self.tmp = folder / f".{sample['sample_id']}.{os.getpid()}.tmp.mp4"
-        args = encoder_args(self.tmp, self.picture, config)
+        args = encoder_args(self.tmp, self.picture, first_frame, config)
         self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         self.start_seconds: float | None = None
         self.held: tuple[int, float, object] | None = None
@@ -108,4 +136,5 @@ class SampleWriter:
             "start_time": round(self.start_seconds, 6), "end_time": round(end_seconds, 6),
             "shot_frames": spans,
             "rotation": self.picture.turns * 90,
+            "tone_mapped_from": self.tone_mapped_from,
         }

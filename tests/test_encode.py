@@ -1,6 +1,6 @@
 """The encode stage on generated media: chunked encodes equal the one-chunk encode byte for byte,
-seeking decode numbers frames as sequential decoding does, and rotated sources come out
-upright."""
+seeking decode numbers frames as sequential decoding does, rotated sources come out upright,
+and HDR is tone-mapped to BT.709."""
 
 from __future__ import annotations
 
@@ -167,3 +167,47 @@ def test_rotated_source_is_encoded_upright(degrees: int, tmp_path: Path) -> None
                                              interpolation=cv2.INTER_AREA), turns)
                          for g in stored]).astype(np.float32)
     assert np.abs(_luma(part["samples"][0]["mp4_path"]) - expected).mean() < 4
+
+
+def _stream_tags(mp4: str) -> dict[str, str]:
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                          "stream=pix_fmt,color_transfer,color_primaries,color_space", "-of",
+                          "default=noprint_wrappers=1", mp4], capture_output=True, text=True,
+                         check=True).stdout
+    return dict(line.split("=", 1) for line in out.split())
+
+
+@pytest.mark.parametrize("transfer", ["smpte2084", "arib-std-b67"])
+def test_hdr_is_tone_mapped_to_bt709(transfer: str, tmp_path: Path) -> None:
+    path = tmp_path / "hdr.mp4"
+    if transfer == "smpte2084":
+        media.make_hdr(path, 48)
+    else:
+        media.make_encoded(path, 48, 320, 180, pix_fmt="yuv420p10le", extra=[
+            "-color_primaries", "bt2020", "-color_trc", transfer, "-colorspace", "bt2020nc"])
+    record = _encode(tmp_path, _record(path, [0, 48], [], 24.0))
+    sample = record["samples"][0]
+    assert sample["tone_mapped_from"] == transfer
+    assert _stream_tags(sample["mp4_path"]) == {
+        "pix_fmt": "yuv420p", "color_space": "bt709", "color_transfer": "bt709",
+        "color_primaries": "bt709"}
+    ours = _luma(sample["mp4_path"])
+    naive = _ffmpeg_luma(path, "scale=176:96:flags=area", (176, 96))  # PQ/HLG codes as SDR
+    mapped = _ffmpeg_luma(path, "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,"
+                          "tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p,"
+                          "scale=176:96:flags=area", (176, 96))  # ffmpeg's, on whole frames
+    print(f"{transfer}: mean luma {ours.mean():.1f}, ffmpeg tone-mapped {mapped.mean():.1f}, "
+          f"naive {naive.mean():.1f}")
+    assert 16 < ours.mean() < 235
+    assert abs(ours.mean() - mapped.mean()) < 5 and np.abs(ours - mapped).mean() < 8
+    assert np.abs(ours - naive).mean() > 20
+
+
+def test_ten_bit_sdr_is_reduced_to_eight_bits_unmapped(tmp_path: Path) -> None:
+    path = tmp_path / "ten.mp4"
+    media.make_encoded(path, 24, 320, 180, pix_fmt="yuv420p10le")
+    sample = _encode(tmp_path, _record(path, [0, 24], [], 24.0))["samples"][0]
+    assert sample["tone_mapped_from"] is None
+    assert _stream_tags(sample["mp4_path"])["pix_fmt"] == "yuv420p"
+    plain = _ffmpeg_luma(path, "scale=176:96:flags=area", (176, 96))
+    assert np.abs(_luma(sample["mp4_path"]) - plain).mean() < 3
