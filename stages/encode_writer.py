@@ -1,5 +1,5 @@
 """One sample's encoder: source frames resampled to the output rate (sample and hold) and piped
-raw to ffmpeg's libx264.
+raw to ffmpeg's libx264 in a process that dies with its parent.
 
 Output frame ``k`` shows the source frame on screen at ``start + k / fps``, which fixes each
 shot's span in output frames exactly. HDR input (10-bit PQ or HLG) is tone-mapped to BT.709 SDR
@@ -10,8 +10,12 @@ and the mp4 is tagged BT.709.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
 import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +26,26 @@ from stages.encode_frames import Picture, frame_bytes, hdr_transfer, picture_for
 if TYPE_CHECKING:
     from stages.encode import EncodeConfig
 
+_PR_SET_PDEATHSIG = 1
 _BT709 = {"color_primaries": "bt709", "color_trc": "bt709", "colorspace": "bt709"}
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when this thread's process dies (a
+    worker killed by its per-item timeout or by SIGKILL); None off Linux. The kernel signals when
+    the *thread* that started the child ends, so the child must not outlive that call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before the fork
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
 
 
 def encoder_args(path: Path, picture: Picture, first_frame: object, config: EncodeConfig
@@ -70,7 +93,8 @@ class SampleWriter:
         self.path = folder / f"{sample['sample_id']}.mp4"
         self.tmp = folder / f".{sample['sample_id']}.{os.getpid()}.tmp.mp4"
         args = encoder_args(self.tmp, self.picture, first_frame, config)
-        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        preexec_fn=die_with_parent())
         self.start_seconds: float | None = None
         self.held: tuple[int, float, object] | None = None
         self.source_step = 1.0 / config.fps  # duration of the last source frame, once known

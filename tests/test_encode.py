@@ -1,12 +1,16 @@
 """The encode stage on generated media: chunked encodes equal the one-chunk encode byte for byte,
 seeking decode numbers frames as sequential decoding does, rotated sources come out upright,
-and HDR is tone-mapped to BT.709."""
+HDR is tone-mapped to BT.709, and an encoder never outlives its killed worker."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import av
@@ -19,6 +23,7 @@ from curation.seek import frame_grid, iter_frames_from
 from stages.encode import EncodeChunk, EncodeConfig, EncodeStage
 from tests import media
 
+ROOT = Path(__file__).resolve().parents[1]
 SHOTS = [50, 70, 40, 90, 61]  # 311 frames
 
 
@@ -211,3 +216,57 @@ def test_ten_bit_sdr_is_reduced_to_eight_bits_unmapped(tmp_path: Path) -> None:
     assert _stream_tags(sample["mp4_path"])["pix_fmt"] == "yuv420p"
     plain = _ffmpeg_luma(path, "scale=176:96:flags=area", (176, 96))
     assert np.abs(_luma(sample["mp4_path"]) - plain).mean() < 3
+
+
+CHILD = """
+import os, signal, subprocess, sys
+from pathlib import Path
+import av
+import stages.encode_writer as writer
+from stages.encode import EncodeConfig
+source, folder, guarded = sys.argv[1], Path(sys.argv[2]), sys.argv[3] == "1"
+if not guarded:
+    writer.die_with_parent = lambda: None
+frame = next(av.open(source).decode(video=0))
+sample = {"sample_id": "s", "crop_x": 0, "crop_y": 0, "crop_w": 64, "crop_h": 64,
+          "shot_spans": [[0, 10]]}
+encoder = writer.SampleWriter(sample, folder, EncodeConfig(short_side=64), 0, frame)
+encoder.push(0, 0.0, frame)
+encoder.push(1, 1.0, frame)  # ffmpeg is running and has frames
+holder = subprocess.Popen(["sleep", "60"], pass_fds=[encoder.process.stdin.fileno()],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(encoder.process.pid, holder.pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
+@pytest.mark.parametrize("guarded", [True, False])
+def test_encoder_dies_with_its_killed_worker(guarded: bool, tmp_path: Path) -> None:
+    """A worker SIGKILLed mid-encode leaves no ffmpeg behind, even while another process holds
+    the encoder's input open (without the guard, that ffmpeg would wait forever)."""
+    source = tmp_path / "src.mp4"
+    media.make_encoded(source, 2, 64, 64)
+    with subprocess.Popen([sys.executable, "-c", CHILD, str(source), str(tmp_path),
+                           "1" if guarded else "0"], cwd=ROOT, stdout=subprocess.PIPE,
+                          text=True) as child:  # one line: the encoder inherits stdout
+        pids = child.stdout.readline().split()
+        assert child.wait(timeout=60) == -signal.SIGKILL
+    ffmpeg_pid, holder_pid = map(int, pids)
+    try:
+        deadline = time.monotonic() + (5 if guarded else 1)
+        while _alive(ffmpeg_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _alive(ffmpeg_pid) is not guarded
+    finally:
+        for pid in (ffmpeg_pid, holder_pid):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
