@@ -132,6 +132,8 @@ CLIPS_INDEX = pa.schema([
     ("caption_model", pa.string()),
     ("caption_prompt_version", pa.string()),
     ("split_shot", pa.bool_()),
+    ("rotation", pa.int32()),
+    ("tone_mapped_from", pa.string()),
     ("shots", pa.list_(CLIP_SHOT)),
     ("shard", pa.string()),
     ("key", pa.string()),
@@ -184,5 +186,7 @@ def clip_metadata(record: Record, sample: dict) -> dict:
         "caption_model": sample.get("caption_model"),
         "caption_prompt_version": sample.get("caption_prompt_version"),
         "split_shot": sample["split_shot"],
+        "rotation": sample.get("rotation", 0),
+        "tone_mapped_from": sample.get("tone_mapped_from"),
         "shots": rows,
     }

@@ -96,6 +96,10 @@ def test_awkward_inputs_each_get_a_precise_row(
     accepted = {rows[n]["video_id"] for n in (*NAMES.values(), "vfr.mp4")}
     assert {r["video_id"] for r in index} == accepted
     assert all(re.fullmatch(r"[0-9a-f]{16}-\d{4}", r["key"]) for r in index)
+    by_video = {r["video_id"]: r for r in index}
+    assert by_video[rows[NAMES["rotated"]]["video_id"]]["rotation"] == 90
+    assert by_video[rows[NAMES["hdr"]]["video_id"]]["tone_mapped_from"] == "smpte2084"
+    assert by_video[rows[NAMES["ten"]]["video_id"]]["tone_mapped_from"] is None
     shots = ds.dataset(out / "shots").to_table().to_pylist()
     assert {s["video_id"] for s in shots} == accepted
     written = [p for p in out.rglob("*")]
