@@ -225,3 +225,196 @@ def _plane(plane: object) -> np.ndarray:
     """One 8-bit plane of a decoded frame as a (height, width) view of the decoder's buffer."""
     rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
     return rows[:, :plane.width]
+
+
+class SparseDecodeError(RuntimeError):
+    """The stream breaks an assumption of the sparse pass (one frame per packet, numbered by
+    presentation time); the caller decodes every frame instead."""
+
+
+class FrameNumbering:
+    """Display-order frame numbers from packet presentation times, filled by
+    :func:`iter_sparse_frames`: frame ``i`` is the packet with the ``i``-th smallest pts, which is
+    what :func:`iter_timed_frames` counts when every packet decodes to one frame."""
+
+    def __init__(self) -> None:
+        self.pts: list[int] = []  # pts of frame i
+        self.index_of: dict[int, int] = {}
+        self.keys: list[int] = []  # frame numbers of key frames, ascending
+        self.time_base = None
+
+    def seconds(self) -> list[float]:
+        """Each frame's time from the first frame, computed as :func:`iter_timed_frames` does."""
+        num, den = self.time_base.numerator, self.time_base.denominator
+        first = float(self.pts[0]) * num / den
+        return [float(pts) * num / den - first for pts in self.pts]
+
+
+class FrameSelector(Protocol):
+    """Steers :func:`iter_sparse_frames`; both methods run in the decoding thread, in order."""
+
+    def wanted(self, index: int) -> bool:
+        """Decode frame ``index`` even if it is not a reference frame?"""
+
+    def decoded(self, index: int, frame: np.ndarray) -> object:
+        """Look at decoded frame ``index`` (BGR); the result travels with the frame."""
+
+
+def iter_sparse_frames(
+    path: str, size: tuple[int, int], selector: FrameSelector, numbering: FrameNumbering,
+    skip_loop_filter: bool = True, prefetch: int = 0,
+) -> Iterator[tuple[int, np.ndarray, object]]:
+    """(frame number, BGR frame at ``size``, ``selector.decoded(...)``) for the reference frames
+    and the frames ``selector.wanted``, in display order.
+
+    The decoder skips every non-reference frame (in H.264 and HEVC most B-frames, about half of
+    the frames) unless the selector wants it; the packets are numbered in display order by
+    presentation time before they reach the decoder, so each can be decided on, also from the
+    frames decoded so far. ``numbering`` holds every frame's pts and the key frames once the
+    iterator is exhausted. Raises :class:`SparseDecodeError` where numbering by pts would not
+    match a full decode.
+    """
+    frames = _sparse_frames(path, size, selector, numbering, skip_loop_filter)
+    return prefetched(frames, prefetch) if prefetch > 0 else frames
+
+
+def iter_window_frames(
+    path: str, size: tuple[int, int], windows: list[tuple[int, int]], numbering: FrameNumbering,
+    skip_loop_filter: bool = True,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame number, BGR frame) for every frame in the inclusive ``windows``, in order.
+
+    After a sparse pass: seeks to the key frame before each window (or decodes on from the
+    previous window when no key frame lies between them), skips non-reference frames up to the
+    window, and decodes the window's frames one by one.
+    """
+    import bisect
+
+    import av
+
+    spans = sorted(windows)
+    if not spans:
+        return
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        context = stream.codec_context
+        if skip_loop_filter:
+            context.options = {"skip_loop_filter": "all"}
+        groups: list[list[tuple[int, int]]] = []
+        for start, end in spans:
+            key = numbering.keys[max(0, bisect.bisect_right(numbering.keys, start) - 1)]
+            if groups and key <= groups[-1][-1][1]:
+                groups[-1].append((start, end))  # decoding on is no dearer than seeking
+            else:
+                groups.append([(start, end)])
+        for group in groups:
+            wanted = {i for start, end in group for i in range(start, end + 1)}
+            key = numbering.keys[max(0, bisect.bisect_right(numbering.keys, group[0][0]) - 1)]
+            try:
+                container.seek(numbering.pts[key], stream=stream, backward=True)
+                for index, frame in _decode_selected(container, stream, numbering, wanted):
+                    yield index, analysis_bgr(frame, size)
+            except av.FFmpegError as err:  # the first pass read this file: blame the seek
+                raise SparseDecodeError(f"decoding after a seek failed: {err}") from err
+
+
+def _decode_selected(
+    container: object, stream: object, numbering: FrameNumbering, wanted: set[int]
+) -> Iterator[tuple[int, object]]:
+    """Decode on from the container's position until every ``wanted`` frame came out."""
+    context = stream.codec_context
+    left = set(wanted)
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            frames = context.decode(None)
+        else:
+            index = numbering.index_of.get(packet.pts)
+            if index is None:
+                raise SparseDecodeError(f"packet pts {packet.pts} was not seen in the first pass")
+            context.skip_frame = "DEFAULT" if index in left else "NONREF"
+            frames = context.decode(packet)
+        for frame in frames:
+            index = numbering.index_of.get(frame.pts)
+            if index in left:
+                left.discard(index)
+                yield index, frame
+        if not left:
+            return
+    if left:
+        raise SparseDecodeError(f"{len(left)} frames did not decode after a seek")
+
+
+def _sparse_frames(
+    path: str, size: tuple[int, int], selector: FrameSelector, numbering: FrameNumbering,
+    skip_loop_filter: bool,
+) -> Iterator[tuple[int, np.ndarray, object]]:
+    import heapq
+    from collections import deque
+
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        context = stream.codec_context
+        if skip_loop_filter:
+            context.options = {"skip_loop_filter": "all"}
+        numbering.time_base = stream.time_base
+        index_of, keys = numbering.index_of, []
+        waiting: deque = deque()  # packets in decode order until their number is known
+        unnumbered: list[int] = []  # heap of pts
+        seen: set[int] = set()
+        last_dts = None
+        expected = 0  # the decoder must give frames in display order, none missing at the start
+
+        def number(below: int | None) -> None:
+            # a pts below the latest dts is final: later packets have pts >= dts >= that dts
+            while unnumbered and (below is None or unnumbered[0] < below):
+                pts = heapq.heappop(unnumbered)
+                index_of[pts] = len(numbering.pts)
+                numbering.pts.append(pts)
+
+        def decode_ready(flush: bool) -> Iterator[tuple[int, object]]:
+            nonlocal expected
+            batches = []
+            while waiting and waiting[0].pts in index_of:
+                packet = waiting.popleft()
+                wanted = selector.wanted(index_of[packet.pts])
+                context.skip_frame = "DEFAULT" if wanted else "NONREF"
+                batches.append(context.decode(packet))
+            if flush:
+                batches.append(context.decode(None))
+            for batch in batches:
+                for frame in batch:
+                    index = index_of.get(frame.pts, -1)
+                    if index < expected or (expected == 0 and index != 0):
+                        raise SparseDecodeError(f"frame pts {frame.pts} out of order")
+                    expected = index + 1
+                    yield index, frame
+
+        for packet in container.demux(stream):
+            if packet.size == 0 and packet.pts is None:
+                continue  # the demuxer's end-of-stream packet
+            pts, dts = packet.pts, packet.dts
+            if (pts is None or dts is None or packet.size == 0 or packet.is_discard
+                    or pts < dts or (last_dts is not None and dts < last_dts) or pts in seen):
+                raise SparseDecodeError(
+                    f"packet pts {pts} dts {dts} size {packet.size} cannot be numbered")
+            seen.add(pts)
+            if packet.is_keyframe:
+                keys.append(pts)
+            heapq.heappush(unnumbered, pts)
+            waiting.append(packet)
+            last_dts = dts
+            number(dts)
+            for index, frame in decode_ready(flush=False):
+                bgr = analysis_bgr(frame, size)
+                yield index, bgr, selector.decoded(index, bgr)
+        number(None)
+        for index, frame in decode_ready(flush=True):
+            bgr = analysis_bgr(frame, size)
+            yield index, bgr, selector.decoded(index, bgr)
+        numbering.keys = sorted(index_of[pts] for pts in keys)
+        if numbering.keys[:1] != [0]:
+            raise SparseDecodeError("the first frame is not a key frame")

@@ -188,6 +188,17 @@ class GradualTransitionDetector:
             self._close(num_frames)
         return self.spans
 
+    def state(self) -> tuple:
+        """Everything :meth:`push` depends on (not the spans found), for :meth:`restore`."""
+        return (self._prev, tuple(self._recent), list(self._run), self._run_start,
+                list(self._run_diffs), self._run_threshold)
+
+    def restore(self, state: tuple) -> None:
+        """Continue from a :meth:`state` taken earlier (frame arrays are shared, never changed)."""
+        self._prev, recent, run, self._run_start, diffs, self._run_threshold = state
+        self._recent = deque(recent, maxlen=self._recent.maxlen)
+        self._run, self._run_diffs = list(run), list(diffs)
+
     def _close(self, end: int) -> None:
         run, start = self._run, self._run_start
         self._run = []
@@ -215,6 +226,69 @@ class GradualTransitionDetector:
             return False
         half = self.config.min_total_change / 2
         return self._is_blend(run[: dark + 1], half) and self._is_blend(run[dark:], half)
+
+
+class SparseGradualDetector:
+    """The gradual detector over a sparse pass (some frames not decoded), with what it takes to
+    measure each transition it finds again on every frame.
+
+    A frame missing between two decoded ones is filled in by linear interpolation: a dissolve or
+    fade is a linear blend, so inside a transition the filled frames are close to the real ones.
+    Each span found comes with the detector's state ``margin`` frames before its run began
+    (``None``: from the first frame); :func:`replay_gradual` continues from there over the real
+    frames, so the span's ends are measured on decoded frames, not on interpolated ones.
+    """
+
+    def __init__(self, config: GradualConfig, fps: float, margin: int = 4) -> None:
+        self.detector = GradualTransitionDetector(config, fps)
+        self.found: list[tuple[Span, tuple[int, tuple] | None]] = []
+        self._history: deque[tuple[int, tuple]] = deque(maxlen=margin + 1)
+        self._origin: tuple[int, tuple] | None = None
+        self._last: tuple[int, np.ndarray] | None = None
+
+    def push(self, index: int, luma: np.ndarray) -> None:
+        """Feed decoded frame ``index`` (ascending, gaps allowed) as a small float32 luma image."""
+        if self._last is not None and index - self._last[0] > 1:
+            before_index, before = self._last
+            for missing in range(before_index + 1, index):
+                weight = (missing - before_index) / (index - before_index)
+                self._push(missing, ((1 - weight) * before + weight * luma).astype(np.float32))
+        self._push(index, luma)
+        self._last = (index, luma)
+
+    def finish(self, num_frames: int) -> list[tuple[Span, tuple[int, tuple] | None]]:
+        """Close any open candidate; every span found with the state to replay it from."""
+        found = len(self.detector.spans)
+        self.detector.finish(num_frames)
+        self.found += [(span, self._origin) for span in self.detector.spans[found:]]
+        return self.found
+
+    def _push(self, index: int, luma: np.ndarray) -> None:
+        detector = self.detector
+        in_run, found = bool(detector._run), len(detector.spans)
+        detector.push(index, luma)
+        if detector._run and not in_run:
+            self._origin = self._history[0] if self._history else None
+        self.found += [(span, self._origin) for span in detector.spans[found:]]
+        self._history.append((index, detector.state()))
+
+
+def replay_gradual(
+    config: GradualConfig, fps: float, origin: tuple[int, tuple] | None,
+    frames: dict[int, np.ndarray], end: int,
+) -> list[Span] | None:
+    """Spans the gradual detector finds continuing from ``origin`` (a
+    :class:`SparseGradualDetector` state; ``None``: the first frame) over the real frames up to
+    ``end``; None when a candidate is still open at ``end``."""
+    detector = GradualTransitionDetector(config, fps)
+    start = 0
+    if origin is not None:
+        index, state = origin
+        detector.restore(state)
+        detector._prev, start = frames[index], index + 1  # the real frame, not a filled-in one
+    for index in range(start, end + 1):
+        detector.push(index, frames[index])
+    return None if detector._run else detector.spans
 
 
 def label_boundaries(

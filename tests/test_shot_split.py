@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from curation.decode import analysis_size
 from stages.probe import ProbeConfig, ProbeStage
-from stages.shot_split import ShotSplitConfig, ShotSplitStage
+from stages.shot_split import (
+    ShotSplitConfig,
+    ShotSplitStage,
+    _full_pass,
+    _sparse_pass,
+    detect_shots,
+)
 
 
 def _split(path: Path, **settings: object) -> dict:
@@ -76,3 +84,34 @@ def test_single_shot_video_is_one_shot(generated: dict[str, Path]) -> None:
     record = _split(generated["letterbox"])
     assert record["num_shots"] == 1 and record["frames_decoded"] == 48
     _assert_tiles(record)
+
+
+@pytest.mark.parametrize("name", ["bikes", "cuts", "dissolve", "fade", "letterbox"])
+@pytest.mark.parametrize("gradual", [True, False])
+def test_sparse_pass_finds_what_the_full_pass_finds(
+    name: str, gradual: bool, bikes: Path, generated: dict[str, Path],
+) -> None:
+    """Same cuts, transition spans, frame times and signal bytes from a third fewer frames."""
+    path = str(bikes if name == "bikes" else generated[name])
+    record = ProbeStage(ProbeConfig()).process({"path": path, "status": "pending"})
+    config = ShotSplitConfig(gradual={"enabled": gradual})
+    size = analysis_size(record["width"], record["height"], config.analysis_width)
+    min_shot = max(1, round(config.min_shot_s * record["fps"]))
+    full = _full_pass(path, size, record["fps"], min_shot, config)
+    sparse = _sparse_pass(path, size, record["fps"], min_shot, config)  # no fallback here
+    assert sorted(set(sparse[0])) == sorted(set(full[0]))
+    assert sparse[1:] == full[1:]
+
+
+def test_container_without_decode_times_falls_back_to_every_frame(
+    generated: dict[str, Path], tmp_path: Path,
+) -> None:
+    remuxed = tmp_path / "dissolve.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(generated["dissolve"]), "-c", "copy",
+                    str(remuxed)], check=True)
+    expected = detect_shots(str(generated["dissolve"]), 320, 180, 24.0, ShotSplitConfig())
+    found = detect_shots(str(remuxed), 320, 180, 24.0, ShotSplitConfig())
+    assert found[1:] == expected[1:]  # frames and signals; Matroska times are whole milliseconds
+    for shot, want in zip(found[0], expected[0], strict=True):
+        assert shot == {**want, "start_time": shot["start_time"], "end_time": shot["end_time"]}
+        assert shot["start_time"] == pytest.approx(want["start_time"], abs=1e-3)
