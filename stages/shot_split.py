@@ -2,7 +2,7 @@
 
 Frames come from PyAV at ``analysis_width``. Each goes to
 :class:`~stages.transitions.ContentCutDetector` (hard cuts: PySceneDetect's ContentDetector
-scores and flash filter, computed more cheaply) and to
+scores computed more cheaply, PySceneDetect's flash filter deciding the cuts) and to
 :class:`~stages.transitions.GradualTransitionDetector` (fades and dissolves). Boundaries are
 labelled ``clean`` or ``transition`` with their frame span, and the shots tile the decoded
 frames exactly. The same frames feed :class:`~stages.frame_signals.FrameSignalRecorder`, whose
@@ -141,7 +141,7 @@ def _full_pass(
     """Cuts, transition spans, frame times and packed signals from every frame."""
     import cv2
 
-    content = ContentCutDetector(config.cut_threshold, min_shot_frames)
+    content = ContentCutDetector(config.cut_threshold, min_shot_frames, fps)
     gradual = GradualTransitionDetector(config.gradual, fps)
     signals = FrameSignalRecorder(**config.signals.model_dump())
     cuts: list[int] = []
@@ -201,7 +201,7 @@ def _sparse_pass(
                for span, origin in transitions]
     smalls = _measure_windows(path, size, gaps + replays, numbering, config, scores, prints,
                               {i for start, end in replays for i in range(start, end + 1)})
-    content = ContentCutDetector(config.cut_threshold, min_shot_frames)
+    content = ContentCutDetector(config.cut_threshold, min_shot_frames, fps)
     cuts = [cut for index in range(count)
             for cut in content.push_score(index, scores.get(index, 0.0))]
     spans: list[Span] = []

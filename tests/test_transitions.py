@@ -38,7 +38,7 @@ def test_cut_detector_matches_scenedetect_on_real_footage(bikes: Path) -> None:
     from scenedetect import ContentDetector, FrameTimecode
 
     reference = ContentDetector(threshold=27.0, min_scene_len=12)
-    ours = ContentCutDetector(27.0, 12)
+    ours = ContentCutDetector(27.0, 12, 25.0)
     expected: list[int] = []
     found: list[int] = []
     for index, (_, frame) in enumerate(iter_analysis_frames(str(bikes), (256, 108))):
@@ -56,7 +56,7 @@ def test_cut_filter_merges_cuts_closer_than_min_scene_len_like_scenedetect() -> 
     scores = [0, 40, 0, 0, 0, 0, 0, 0, 40, 0, 40, 0, 0, 0, 0, 0, 0, 0, 0, 0, 40, 40, 0, 0, 0, 0,
               0, 0, 0, 0, 0, 0]
     reference = FlashFilter(FlashFilter.Mode.MERGE, 5)
-    ours = ContentCutDetector(27.0, 5)
+    ours = ContentCutDetector(27.0, 5, 24.0)
     for index, score in enumerate(scores):
         expected = reference.filter(FrameTimecode(index, 24.0), score >= 27.0)
         assert ours.push_score(index, score) == [tc.frame_num for tc in expected]
