@@ -40,6 +40,32 @@ def fetch_bbb(cache: Path) -> Path:
     return film
 
 
+def bbb_minutes(cache: Path, minutes: float) -> Path:
+    """A cached input of about ``minutes``: 10 is the film itself (596 s), a multiple of 10 is
+    that many back-to-back copies (ffmpeg's concat demuxer, ``-c copy``, no re-encode), and less
+    than 10 is the film's first ``minutes`` (``-t``, ``-c copy``, so it ends on a packet)."""
+    film = fetch_bbb(cache)
+    if minutes == 10:
+        return film
+    if minutes > 10 and minutes % 10 == 0:
+        target, copies = cache / f"bbb_x{int(minutes // 10)}.mp4", int(minutes // 10)
+        inputs = ["-f", "concat", "-safe", "0", "-i", str(cache / f"bbb_x{copies}.txt")]
+    elif 0 < minutes < 10:
+        target, copies = cache / f"bbb_{minutes:g}min.mp4", 0
+        inputs = ["-i", str(film), "-t", f"{minutes * 60:g}"]
+    else:
+        raise ValueError(f"minutes must be below 10 or a multiple of 10, not {minutes}")
+    if target.exists():
+        return target
+    if copies:
+        (cache / f"bbb_x{copies}.txt").write_text(f"file '{film.resolve()}'\n" * copies)
+    partial = target.with_suffix(".partial.mp4")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *inputs, "-c", "copy", str(partial)],
+                   check=True)
+    partial.rename(target)
+    return target
+
+
 def timed(cmd: list[str]) -> float:
     """Wall seconds of ``cmd``; raises if it fails."""
     started = time.perf_counter()
