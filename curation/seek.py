@@ -99,3 +99,27 @@ def _checked(frames: Iterator, grid: FrameGrid) -> Iterator[tuple[int, float, ob
             raise GridMismatch(f"frame {index} decoded where frame {expected} was due")
         expected = index + 1
         yield index, float(frame.time) - grid.first_time, frame
+
+
+def iter_frames_at(path: str, indices: list[int], grid: FrameGrid | None
+                   ) -> Iterator[tuple[int, object]]:
+    """(index, PyAV frame) for each of the sorted ``indices``, from one sequential decode that
+    starts at the keyframe before the first (from frame 0 without a ``grid``) and stops after
+    the last. Only one decoded frame is held at a time, so memory does not depend on the span
+    or the video's length. Raises ValueError if the stream ends before an index."""
+    if not indices:
+        return
+    frames = (iter_frames_from(path, grid, indices[0]) if grid is not None
+              else iter_timed_frames(path))
+    wanted = iter(indices)
+    target = next(wanted)
+    for index, _, frame in frames:
+        if index < target:
+            continue
+        if index > target:
+            raise GridMismatch(f"frame {target} was skipped by the decoder")
+        yield index, frame
+        target = next(wanted, None)
+        if target is None:
+            return
+    raise ValueError(f"the video ended before frame {target}")

@@ -1,8 +1,9 @@
 """Shot crop stage: find burned-in text (subtitles, watermarks, logos, tickers) with OCR and crop
 each shot to the largest source-aspect rectangle that leaves it and the black borders out.
 
-Per live shot, ``frames_per_shot`` frames spread through the shot are decoded at
-``detect_width`` (one reader per video, in bounded sorted batches). Text detection runs on each
+Per live shot, ``frames_per_shot`` frames spread through the shot are read at ``detect_width``
+from one sequential decode per piece (runs of shots up to ``chunk_s``, see
+:class:`~stages.ChunkedStage`), which holds one frame at a time. Text detection runs on each
 of them, and recognition only on the boxes it finds. Boxes on the shot's frames are grouped by
 place (:func:`stages.crop_geometry.group_by_place`): a place seen on ``min_static_frames`` or
 more sampled frames is static text (a subtitle band whose words change stays one place).
@@ -28,9 +29,10 @@ from typing import Any, ClassVar, Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from curation.decode import FrameReader, analysis_size, open_reader
+from curation.decode import analysis_size
 from curation.records import Record, drop_shot, live_shots
 from curation.resources import Resources
+from curation.seek import FrameGrid, frame_grid, iter_frames_at
 from stages import ChunkedStage, ChunkFailure, consecutive_groups
 from stages.crop_geometry import Rect, expand, group_by_place, largest_crop, union
 
@@ -51,7 +53,6 @@ class ShotCropConfig(BaseModel):
     )
     frames_per_shot: int = Field(3, ge=1, description="Frames read per shot, spread through it.")
     detect_width: int = Field(640, ge=64, description="Width frames are decoded and read at.")
-    decode_batch: int = Field(32, ge=1, description="Frames decoded at once (bounds memory).")
     min_text_score: float = Field(
         0.5, ge=0, le=1, description="Boxes whose recognition scores lower are not text."
     )
@@ -163,24 +164,32 @@ class ShotCropStage(ChunkedStage[ShotCropConfig]):
 
     _engine: OcrEngine | None = None
 
-    def chunks(self, record: Record) -> list[list[int]]:
-        """Shot indices of the live shots, in groups of at most ``chunk_s`` seconds."""
+    def chunks(self, record: Record) -> list[CropChunk]:
+        """Runs of live shots of at most ``chunk_s`` seconds, each decoded from the keyframe
+        before it; one run decoded from the start when the video has one run or its frames
+        cannot be numbered by timestamp (variable frame rate, irregular timestamps)."""
         shots = live_shots(record)
         limit = self.config.chunk_s
         max_frames = None if limit is None else max(1, round(limit * float(record["fps"])))
         groups = consecutive_groups([(s["start_frame"], s["end_frame"]) for s in shots],
                                     max_frames)
-        return [[shots[i]["shot_index"] for i in group] for group in groups]
-
-    def process_chunk(self, record: Record, chunk: list[int]) -> list[dict] | ChunkFailure:
-        """The ``ocr_*`` and ``crop_*`` columns of the shots ``chunk``, in order."""
-        shots = [record["shots"][i] for i in chunk]
-        size = analysis_size(record["width"], record["height"], self.config.detect_width)
-        try:
+        grid = None
+        if len(groups) > 1 and not record.get("fps_variable"):
             with _decoding():
-                reader = open_reader(record["path"], size)
-            plan = [shot_frames(s, self.config.frames_per_shot, reader.num_frames) for s in shots]
-            found = self._read_frames(reader, sorted({i for p in plan for i in p}))
+                grid = frame_grid(record["path"])
+        if grid is None:
+            groups = [[i for group in groups for i in group]] if groups else []
+        return [CropChunk(tuple(shots[i]["shot_index"] for i in group), grid)
+                for group in groups]
+
+    def process_chunk(self, record: Record, chunk: CropChunk) -> list[dict] | ChunkFailure:
+        """The ``ocr_*`` and ``crop_*`` columns of the chunk's shots, in order."""
+        shots = [record["shots"][i] for i in chunk.shots]
+        size = analysis_size(record["width"], record["height"], self.config.detect_width)
+        plan = [shot_frames(s, self.config.frames_per_shot, s["end_frame"]) for s in shots]
+        try:
+            indices = sorted({i for p in plan for i in p})
+            found = self._read_text(iter_frames_at(record["path"], indices, chunk.grid), size)
         except DecodeError as err:
             return ChunkFailure("decode_error", str(err))
         frame = (record["width"], record["height"])
@@ -196,7 +205,7 @@ class ShotCropStage(ChunkedStage[ShotCropConfig]):
         """Write each shot's crop; drop shots whose crop keeps too little of the frame."""
         record["ocr_engine"] = self.config.engine
         for chunk, columns in zip(self.chunks(record), results, strict=True):
-            for index, crop in zip(chunk, columns, strict=True):
+            for index, crop in zip(chunk.shots, columns, strict=True):
                 shot = record["shots"][index]
                 shot.update(crop)
                 if shot["crop_kept_fraction"] < self.config.min_kept_fraction:
@@ -212,17 +221,28 @@ class ShotCropStage(ChunkedStage[ShotCropConfig]):
             self._engine = build_engine(self.config)
         return self._engine
 
-    def _read_frames(self, reader: FrameReader, indices: list[int]) -> dict[int, list[TextBox]]:
-        """Text on each frame of ``indices``, decoding ``decode_batch`` frames at a time."""
+    def _read_text(self, frames: Iterator[tuple[int, Any]], size: tuple[int, int]
+                   ) -> dict[int, list[TextBox]]:
+        """Text on each decoded frame, converted to RGB at ``size`` and read before the next
+        frame is decoded (one frame in memory at a time)."""
         found: dict[int, list[TextBox]] = {}
-        step = self.config.decode_batch
-        for start in range(0, len(indices), step):
-            chunk = indices[start : start + step]
+        while True:
             with _decoding():
-                frames = reader.frames_at(chunk)
-            for index, frame in zip(chunk, frames, strict=True):
-                found[index] = read_text(self._ocr(), frame, self.config)
-        return found
+                item = next(frames, None)
+                if item is None:
+                    return found
+                index, decoded = item
+                rgb = decoded.to_ndarray(width=size[0], height=size[1], format="rgb24")
+            found[index] = read_text(self._ocr(), rgb, self.config)
+
+
+@dataclass(frozen=True)
+class CropChunk:
+    """A piece of a video's OCR: its shots (indices into ``record["shots"]``) and the grid
+    their decode seeks by (None: decode from the first frame)."""
+
+    shots: tuple[int, ...]
+    grid: FrameGrid | None
 
 
 class DecodeError(RuntimeError):
