@@ -251,7 +251,8 @@ class FrameNumbering:
 
 
 class FrameSelector(Protocol):
-    """Steers :func:`iter_sparse_frames`; both methods run in the decoding thread, in order."""
+    """Steers :func:`iter_sparse_frames`. With prefetch, :meth:`wanted` runs in the decoding
+    thread and :meth:`decoded` in the conversion thread, each in frame order."""
 
     def wanted(self, index: int) -> bool:
         """Decode frame ``index`` even if it is not a reference frame?"""
@@ -272,10 +273,26 @@ def iter_sparse_frames(
     presentation time before they reach the decoder, so each can be decided on, also from the
     frames decoded so far. ``numbering`` holds every frame's pts and the key frames once the
     iterator is exhausted. Raises :class:`SparseDecodeError` where numbering by pts would not
-    match a full decode.
+    match a full decode. With ``prefetch`` > 0, decoding and the conversion to BGR run in two
+    background threads (on the 2-core dev machine about 10% faster than one thread for both,
+    benchmarks/RESULTS.md), ``prefetch`` frames ahead of the caller.
     """
-    frames = _sparse_frames(path, size, selector, numbering, skip_loop_filter)
-    return prefetched(frames, prefetch) if prefetch > 0 else frames
+    frames = _sparse_frames(path, selector, numbering, skip_loop_filter)
+    if prefetch <= 0:
+        return _converted(frames, size, selector)
+    return prefetched(_converted(prefetched(frames, _RAW_AHEAD), size, selector), prefetch)
+
+
+_RAW_AHEAD = 8  # decoded full-size frames waiting for their conversion
+
+
+def _converted(
+    frames: Iterator[tuple[int, object]], size: tuple[int, int], selector: FrameSelector
+) -> Iterator[tuple[int, np.ndarray, object]]:
+    """The sparse pass's frames at analysis size, each shown to the selector."""
+    for index, frame in frames:
+        bgr = analysis_bgr(frame, size)
+        yield index, bgr, selector.decoded(index, bgr)
 
 
 def iter_window_frames(
@@ -346,9 +363,8 @@ def _decode_selected(
 
 
 def _sparse_frames(
-    path: str, size: tuple[int, int], selector: FrameSelector, numbering: FrameNumbering,
-    skip_loop_filter: bool,
-) -> Iterator[tuple[int, np.ndarray, object]]:
+    path: str, selector: FrameSelector, numbering: FrameNumbering, skip_loop_filter: bool
+) -> Iterator[tuple[int, object]]:
     import heapq
     from collections import deque
 
@@ -408,13 +424,9 @@ def _sparse_frames(
             waiting.append(packet)
             last_dts = dts
             number(dts)
-            for index, frame in decode_ready(flush=False):
-                bgr = analysis_bgr(frame, size)
-                yield index, bgr, selector.decoded(index, bgr)
+            yield from decode_ready(flush=False)
         number(None)
-        for index, frame in decode_ready(flush=True):
-            bgr = analysis_bgr(frame, size)
-            yield index, bgr, selector.decoded(index, bgr)
+        yield from decode_ready(flush=True)
         numbering.keys = sorted(index_of[pts] for pts in keys)
         if numbering.keys[:1] != [0]:
             raise SparseDecodeError("the first frame is not a key frame")

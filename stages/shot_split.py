@@ -239,7 +239,7 @@ def _measure_windows(
 
 class _CutScreen:
     """Chooses the frames of the sparse pass and scores each against the previous decoded one,
-    in the decoding thread (a :class:`~curation.decode.FrameSelector`).
+    in the background threads (a :class:`~curation.decode.FrameSelector`).
 
     Wants every ``stride``-th frame (the signals need them) and, while the picture is busy,
     every frame: busy shots come in runs, and a gap there would likely have to be decoded again
