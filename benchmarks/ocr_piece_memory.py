@@ -40,7 +40,7 @@ def main() -> None:
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     print(f"{args.file}: offset {args.offset_s:g} s, grid {'yes' if grid else 'no'} "
           f"({grid_s:.2f} s), piece {piece_s:.1f} s, peak RSS {peak_mib} MiB, "
-          f"shots with text {sum(bool(c['ocr_texts']) for c in columns)}")
+          f"shots with text {sum(bool(c['ocr_texts']) for _, c in columns)}")
 
 
 if __name__ == "__main__":

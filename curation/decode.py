@@ -11,7 +11,8 @@ import logging
 import queue
 import threading
 from collections.abc import Iterator
-from typing import Protocol, TypeVar
+from contextlib import contextmanager
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -108,11 +109,7 @@ class PyAVReader:
         return np.stack([picked[i] for i in indices])
 
     def _decode(self, keys_only: bool = False) -> Iterator[np.ndarray]:
-        import av
-
-        with av.open(self._path) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+        with open_video(self._path) as (container, stream):
             if keys_only:
                 stream.codec_context.skip_frame = "NONKEY"
             for frame in container.decode(stream):
@@ -172,6 +169,20 @@ def iter_analysis_frames(
     return prefetched(frames, prefetch) if prefetch > 0 else frames
 
 
+@contextmanager
+def open_video(path: str, skip_loop_filter: bool = False) -> Iterator[tuple[Any, Any]]:
+    """(container, first video stream) opened for a decode with frame threading; with
+    ``skip_loop_filter`` the H.264/HEVC deblocking filter is skipped (analysis passes)."""
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if skip_loop_filter:
+            stream.codec_context.options = {"skip_loop_filter": "all"}
+        yield container, stream
+
+
 def iter_timed_frames(
     path: str, skip_loop_filter: bool = False
 ) -> Iterator[tuple[int, float, object]]:
@@ -180,13 +191,7 @@ def iter_timed_frames(
     The one place that numbers frames and times them: the shot split and the encode both count
     through here, so a sample's source frame indices mean the same frames in both.
     """
-    import av
-
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        if skip_loop_filter:
-            stream.codec_context.options = {"skip_loop_filter": "all"}
+    with open_video(path, skip_loop_filter) as (container, stream):
         first: float | None = None
         for index, frame in enumerate(container.decode(stream)):
             seconds = float(frame.time) if frame.time is not None else 0.0
@@ -249,6 +254,12 @@ class FrameNumbering:
         first = float(self.pts[0]) * num / den
         return [float(pts) * num / den - first for pts in self.pts]
 
+    def key_before(self, index: int) -> int:
+        """The last key frame at or before frame ``index`` (the first key frame if none is)."""
+        import bisect
+
+        return self.keys[max(0, bisect.bisect_right(self.keys, index) - 1)]
+
 
 class FrameSelector(Protocol):
     """Steers :func:`iter_sparse_frames`. With prefetch, :meth:`wanted` runs in the decoding
@@ -305,31 +316,24 @@ def iter_window_frames(
     previous window when no key frame lies between them), skips non-reference frames up to the
     window, and decodes the window's frames one by one.
     """
-    import bisect
 
     import av
 
     spans = sorted(windows)
     if not spans:
         return
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        context = stream.codec_context
-        if skip_loop_filter:
-            context.options = {"skip_loop_filter": "all"}
+    with open_video(path, skip_loop_filter) as (container, stream):
         groups: list[list[tuple[int, int]]] = []
         for start, end in spans:
-            key = numbering.keys[max(0, bisect.bisect_right(numbering.keys, start) - 1)]
-            if groups and key <= groups[-1][-1][1]:
+            if groups and numbering.key_before(start) <= groups[-1][-1][1]:
                 groups[-1].append((start, end))  # decoding on is no dearer than seeking
             else:
                 groups.append([(start, end)])
         for group in groups:
             wanted = {i for start, end in group for i in range(start, end + 1)}
-            key = numbering.keys[max(0, bisect.bisect_right(numbering.keys, group[0][0]) - 1)]
             try:
-                container.seek(numbering.pts[key], stream=stream, backward=True)
+                container.seek(numbering.pts[numbering.key_before(group[0][0])], stream=stream,
+                               backward=True)
                 for index, frame in _decode_selected(container, stream, numbering, wanted):
                     yield index, analysis_bgr(frame, size)
             except av.FFmpegError as err:  # the first pass read this file: blame the seek
@@ -368,14 +372,9 @@ def _sparse_frames(
     import heapq
     from collections import deque
 
-    import av
 
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+    with open_video(path, skip_loop_filter) as (container, stream):
         context = stream.codec_context
-        if skip_loop_filter:
-            context.options = {"skip_loop_filter": "all"}
         numbering.time_base = stream.time_base
         index_of, keys = numbering.index_of, []
         waiting: deque = deque()  # packets in decode order until their number is known

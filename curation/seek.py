@@ -15,7 +15,7 @@ import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from curation.decode import iter_timed_frames
+from curation.decode import iter_timed_frames, open_video
 
 
 class GridMismatch(ValueError):
@@ -73,11 +73,7 @@ def iter_frames_from(path: str, grid: FrameGrid, start: int) -> Iterator[tuple[i
     """(index, seconds from frame 0, PyAV frame) in display order from the keyframe at or before
     frame ``start`` to the end of the stream; the same triples as :func:`iter_timed_frames` gives
     for those frames. A seek that lands past ``start`` is retried from an earlier keyframe."""
-    import av
-
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+    with open_video(path) as (container, stream):
         for attempt, key in enumerate(grid.keys_before(start)):
             if key or attempt:
                 container.seek(grid.first_pts + key * grid.step, stream=stream)

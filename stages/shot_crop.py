@@ -182,8 +182,9 @@ class ShotCropStage(ChunkedStage[ShotCropConfig]):
         return [CropChunk(tuple(shots[i]["shot_index"] for i in group), grid)
                 for group in groups]
 
-    def process_chunk(self, record: Record, chunk: CropChunk) -> list[dict] | ChunkFailure:
-        """The ``ocr_*`` and ``crop_*`` columns of the chunk's shots, in order."""
+    def process_chunk(self, record: Record, chunk: CropChunk
+                      ) -> list[tuple[int, dict]] | ChunkFailure:
+        """(shot index, its ``ocr_*`` and ``crop_*`` columns) for each of the chunk's shots."""
         shots = [record["shots"][i] for i in chunk.shots]
         size = analysis_size(record["width"], record["height"], self.config.detect_width)
         plan = [shot_frames(s, self.config.frames_per_shot, s["end_frame"]) for s in shots]
@@ -199,13 +200,13 @@ class ShotCropStage(ChunkedStage[ShotCropConfig]):
             boxes = [(i, _to_source(t.box, size, frame), t.text)
                      for i in indices for t in found[i]]
             columns.append(crop_shot(boxes, len(indices), picture, frame, self.config))
-        return columns
+        return list(zip(chunk.shots, columns, strict=True))
 
-    def join(self, record: Record, results: list[list[dict]]) -> Record:
+    def join(self, record: Record, results: list[list[tuple[int, dict]]]) -> Record:
         """Write each shot's crop; drop shots whose crop keeps too little of the frame."""
         record["ocr_engine"] = self.config.engine
-        for chunk, columns in zip(self.chunks(record), results, strict=True):
-            for index, crop in zip(chunk.shots, columns, strict=True):
+        for result in results:
+            for index, crop in result:
                 shot = record["shots"][index]
                 shot.update(crop)
                 if shot["crop_kept_fraction"] < self.config.min_kept_fraction:
