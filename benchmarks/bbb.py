@@ -66,10 +66,10 @@ def bbb_minutes(cache: Path, minutes: float) -> Path:
     return target
 
 
-def timed(cmd: list[str]) -> float:
-    """Wall seconds of ``cmd``; raises if it fails."""
+def timed(cmd: list[str], cwd: Path | None = None) -> float:
+    """Wall seconds of ``cmd`` (run in ``cwd``); raises if it fails."""
     started = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
     return time.perf_counter() - started
 
 

@@ -4,12 +4,14 @@
 ``ffmpeg -i bbb.mp4 -f null -`` (see :mod:`benchmarks.bbb`). Target: at most 1.5.
 
     python benchmarks/foundation.py [--rounds 2] [--cache ~/.cache/moga-curate]
-    python benchmarks/foundation.py --compare [--rounds 3]
+    python benchmarks/foundation.py --compare [--rounds 3] [--code NAME=DIR ...]
 
-``--compare`` runs, in every round, the decode and then ``curate run`` twice: with the sparse
-analysis pass (the default) and with ``shot_split.sparse_decode: false`` (every frame decoded),
-so both see the same load on a shared machine; it prints each variant's ratio of medians and
-its ``shot_split`` stage seconds.
+``--compare`` runs, in every round, the decode and then ``curate run`` once per variant, so all
+see the same load on a shared machine; it prints each variant's ratio of medians and its
+``shot_split`` stage seconds. Without ``--code`` the variants are the sparse analysis pass (the
+default) and ``shot_split.sparse_decode: false`` (every frame decoded). Each ``--code NAME=DIR``
+is instead a variant that runs the code checked out in DIR (``git archive`` of a commit) with
+the default settings, e.g. an older commit against the current one.
 """
 
 from __future__ import annotations
@@ -28,26 +30,29 @@ VARIANTS = {"sparse pass": CONFIG,
             "full pass": CONFIG + "stages:\n  shot_split:\n    sparse_decode: false\n"}
 
 
-def compare(film: Path, rounds: int) -> None:
-    """Decode, then each variant, ``rounds`` times; print times, stage seconds and ratios."""
+def compare(film: Path, rounds: int, variants: dict[str, tuple[str, Path | None]]) -> None:
+    """Decode, then each variant (name: config YAML and the code checkout to run, None for the
+    installed one), ``rounds`` times; print times, stage seconds and ratios."""
     decode: list[float] = []
-    runs: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    stage: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    runs: dict[str, list[float]] = {name: [] for name in variants}
+    stage: dict[str, list[float]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
         raw, out = Path(tmp, "raw"), Path(tmp, "out")
         raw.mkdir()
         (raw / film.name).symlink_to(film)
         for _ in range(rounds):
             decode.append(timed(["ffmpeg", "-v", "error", "-i", str(film), "-f", "null", "-"]))
-            for name, config_yaml in VARIANTS.items():
+            for name, (config_yaml, code) in variants.items():
                 config = Path(tmp, "pipeline.yaml")
                 config.write_text(config_yaml)
+                # `python -m` in the checkout imports its packages; Ray's workers get the
+                # driver's working directory on their path too
                 runs[name].append(timed([sys.executable, "-m", "curation.cli", "run", str(raw),
-                                         str(out), "-c", str(config), "--overwrite"]))
+                                         str(out), "-c", str(config), "--overwrite"], cwd=code))
                 summary = json.loads((out / "summary.json").read_text())
                 stage[name].append(summary["stage_seconds"]["shot_split"])
     print(f"ffmpeg -f null decode: {[round(t, 2) for t in decode]} s")
-    for name in VARIANTS:
+    for name in variants:
         ratio = statistics.median(runs[name]) / statistics.median(decode)
         print(f"{name:11s} curate run {[round(t, 2) for t in runs[name]]} s, shot_split "
               f"{[round(t, 1) for t in stage[name]]} s, ratio (medians) {ratio:.2f}")
@@ -59,7 +64,13 @@ if __name__ == "__main__":
         parser.add_argument("--compare", action="store_true")
         parser.add_argument("--rounds", type=int, default=3)
         parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+        parser.add_argument("--code", action="append", default=[], metavar="NAME=DIR",
+                            help="a variant running the code checked out in DIR")
         args = parser.parse_args()
-        compare(fetch_bbb(args.cache), args.rounds)
+        variants = {name: (config_yaml, None) for name, config_yaml in VARIANTS.items()}
+        if args.code:
+            variants = {name: (CONFIG, Path(code).resolve())
+                        for name, code in (item.split("=", 1) for item in args.code)}
+        compare(fetch_bbb(args.cache), args.rounds, variants)
     else:
         main(__doc__.splitlines()[0], CONFIG, target=1.5)

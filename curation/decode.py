@@ -170,14 +170,18 @@ def iter_analysis_frames(
 
 
 @contextmanager
-def open_video(path: str, skip_loop_filter: bool = False) -> Iterator[tuple[Any, Any]]:
-    """(container, first video stream) opened for a decode with frame threading; with
-    ``skip_loop_filter`` the H.264/HEVC deblocking filter is skipped (analysis passes)."""
+def open_video(path: str, skip_loop_filter: bool = False,
+               threads: int | None = None) -> Iterator[tuple[Any, Any]]:
+    """(container, first video stream) opened for a decode with frame threading over
+    ``threads`` threads (None: FFmpeg's choice, about one per core); with ``skip_loop_filter``
+    the H.264/HEVC deblocking filter is skipped (analysis passes)."""
     import av
 
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        if threads is not None:
+            stream.thread_count = threads
         if skip_loop_filter:
             stream.codec_context.options = {"skip_loop_filter": "all"}
         yield container, stream

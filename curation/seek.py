@@ -69,11 +69,13 @@ def frame_grid(path: str) -> FrameGrid | None:
     return FrameGrid(first_pts, step, len(packets), float(first[2].time), keys)
 
 
-def iter_frames_from(path: str, grid: FrameGrid, start: int) -> Iterator[tuple[int, float, object]]:
+def iter_frames_from(path: str, grid: FrameGrid, start: int, skip_loop_filter: bool = False,
+                     threads: int | None = None) -> Iterator[tuple[int, float, object]]:
     """(index, seconds from frame 0, PyAV frame) in display order from the keyframe at or before
     frame ``start`` to the end of the stream; the same triples as :func:`iter_timed_frames` gives
-    for those frames. A seek that lands past ``start`` is retried from an earlier keyframe."""
-    with open_video(path) as (container, stream):
+    for those frames. A seek that lands past ``start`` is retried from an earlier keyframe.
+    ``skip_loop_filter`` and ``threads`` go to :func:`~curation.decode.open_video`."""
+    with open_video(path, skip_loop_filter, threads) as (container, stream):
         for attempt, key in enumerate(grid.keys_before(start)):
             if key or attempt:
                 container.seek(grid.first_pts + key * grid.step, stream=stream)

@@ -57,9 +57,11 @@ class FrameSignalRecorder:
             motion,
         ))
 
-    def pack(self) -> bytes:
-        """The measured rows as float32 bytes, row-major in :data:`SIGNAL_NAMES` order."""
-        matrix = np.asarray(self._rows, dtype=np.float32).reshape(-1, len(SIGNAL_NAMES))
+    def pack(self, start: int = 0, end: int | None = None) -> bytes:
+        """The rows measured on frames ``[start, end)`` (``end`` None: all after ``start``) as
+        float32 bytes, row-major in :data:`SIGNAL_NAMES` order."""
+        rows = [row for row in self._rows if row[0] >= start and (end is None or row[0] < end)]
+        matrix = np.asarray(rows, dtype=np.float32).reshape(-1, len(SIGNAL_NAMES))
         return matrix.tobytes()
 
 

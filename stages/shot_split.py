@@ -1,63 +1,42 @@
 """Shot split stage: one decode pass at analysis size feeds two detectors.
 
-Frames come from PyAV at ``analysis_width``. Each goes to
-:class:`~stages.transitions.ContentCutDetector` (hard cuts: PySceneDetect's ContentDetector
-scores computed more cheaply, PySceneDetect's flash filter deciding the cuts) and to
+Frames come from PyAV at ``analysis_width``. Each is scored as PySceneDetect's ContentDetector
+scores it (:class:`~stages.transitions.ContentScore`; PySceneDetect's flash filter then decides
+the hard cuts, :func:`~stages.transitions.content_cuts`) and goes to
 :class:`~stages.transitions.GradualTransitionDetector` (fades and dissolves). Boundaries are
 labelled ``clean`` or ``transition`` with their frame span, and the shots tile the decoded
 frames exactly. The same frames feed :class:`~stages.frame_signals.FrameSignalRecorder`, whose
 per-frame quality signals the shot score stage aggregates without decoding again. Writes
 ``shots`` (a list of shot rows), ``num_shots``, ``frames_decoded`` and ``frame_signals``.
 
-By default (``sparse_decode``) the pass leaves out most non-reference frames and decodes
-afterwards only the few gaps where a cut or transition may lie (:func:`_sparse_pass`); the
-shots, times and signals are those of the pass over every frame (:func:`_full_pass`), which
-runs instead when frames cannot be numbered from packet timestamps (e.g. Matroska, which keeps
-no decode times).
+A video longer than ``chunk_s`` whose timestamps lie on one grid splits into pieces of about
+``chunk_s`` seconds that the runner decodes in parallel (:func:`~stages.shot_passes.piece_pass`);
+the cuts are decided over all pieces' scores at once, so they are those of one pass. A shorter
+video (or one without a grid) is one pass: by default (``sparse_decode``) one that leaves out
+most non-reference frames and decodes afterwards only the gaps where a cut or transition may lie
+(:func:`~stages.shot_passes.sparse_pass`), with the results of the pass over every frame
+(:func:`~stages.shot_passes.full_pass`), which runs instead when frames cannot be numbered from
+packet timestamps (e.g. Matroska, which keeps no decode times).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from curation.decode import (
-    FrameNumbering,
-    SparseDecodeError,
-    analysis_size,
-    iter_analysis_frames,
-    iter_sparse_frames,
-    iter_window_frames,
-)
-from curation.records import Record, fail
+from curation.decode import SparseDecodeError, analysis_size
+from curation.records import Record
 from curation.resources import Resources
-from stages import ConfiguredStage
-from stages.frame_signals import FrameSignalRecorder
-from stages.transitions import (
-    ContentCutDetector,
-    GradualConfig,
-    GradualTransitionDetector,
-    Span,
-    SparseGradualDetector,
-    hsv_distance,
-    label_boundaries,
-    replay_gradual,
-    tile_shots,
-)
+from curation.seek import frame_grid
+from stages import ChunkedStage, ChunkFailure
+from stages.shot_passes import PassResult, ShotPiece, full_pass, piece_pass, sparse_pass
+from stages.transitions import GradualConfig, content_cuts, label_boundaries, tile_shots
 
 log = logging.getLogger(__name__)
-
-# A gap between two decoded frames is decoded in full when their cut score reaches this share of
-# the cut threshold: on the 596 s Big Buck Bunny film no frame above the threshold lies in a gap
-# below it, down to a screen of the threshold itself (benchmarks/RESULTS.md).
-CUT_SCREEN = 2 / 3
-# Frames decoded before a transition's run and after it when it is measured again.
-REPLAY_MARGIN = 4
-# How long the sparse pass decodes every frame after it saw a busy picture (see _CutScreen).
-BUSY_FRAMES = 6
 
 
 class SignalConfig(BaseModel):
@@ -87,195 +66,104 @@ class ShotSplitConfig(BaseModel):
         True, description="Decode reference frames and the frames the signals need, then only "
         "the gaps where a cut or transition may lie (same shots; falls back to every frame "
         "where frames cannot be numbered by presentation time).")
+    chunk_s: float | None = Field(
+        300.0, gt=0, description="Seconds of video per parallel piece of a longer video (each "
+        "decoded from a keyframe a few seconds before it, every frame); null: one pass per "
+        "video. A video whose timestamps are not on one grid is always one pass.")
     gradual: GradualConfig = GradualConfig()
     signals: SignalConfig = SignalConfig()
     resources: Resources = Resources(num_cpus=1.0)
 
 
-class ShotSplitStage(ConfiguredStage[ShotSplitConfig]):
-    """Detects shots of one accepted video."""
+class ShotSplitStage(ChunkedStage[ShotSplitConfig]):
+    """Detects shots of one accepted video, in pieces when it is long."""
 
     name: ClassVar[str] = "shot_split"
 
-    def process(self, record: Record) -> Record:
-        """Add ``shots`` to ``record``: boundaries found in one pass over the frames."""
+    def chunks(self, record: Record) -> list[ShotPiece | None]:
+        """Pieces of about ``chunk_s`` seconds, or ``[None]``: the whole video in one pass."""
+        limit, fps = self.config.chunk_s, record["fps"]
+        if limit is None or not record.get("duration_s") or record["duration_s"] <= limit:
+            return [None]
         try:
-            shots, frames, signals = detect_shots(
-                record["path"], record["width"], record["height"], record["fps"], self.config
-            )
+            grid = frame_grid(record["path"])
+        except Exception as err:  # the whole-video pass will report what is wrong with the file
+            log.info("shot split reads %s in one pass: %s", record["path"], err)
+            return [None]
+        count = math.ceil(grid.num_frames / (limit * fps)) if grid is not None else 1
+        if count < 2:
+            return [None]
+        tail, warm = piece_margins(self.config, fps)
+        bounds = [round(k * grid.num_frames / count) for k in range(count + 1)]
+        return [ShotPiece(start, end, max(0, start - warm), min(grid.num_frames, end + tail),
+                          grid) for start, end in zip(bounds, bounds[1:], strict=False)]
+
+    def process_chunk(self, record: Record, chunk: ShotPiece | None) -> PassResult | ChunkFailure:
+        """Measure one piece (or the whole video); decoder errors fail the video."""
+        size = analysis_size(record["width"], record["height"], self.config.analysis_width)
+        try:
+            if chunk is None:
+                return whole_pass(record["path"], size, record["fps"], self.config)
+            threads = max(1, round(self.config.resources.num_cpus))  # its share of the cores
+            return piece_pass(record["path"], size, record["fps"], chunk, self.config, threads)
         except Exception as err:  # decoder errors come in many types
-            return fail(record, self.name, "decode_error", f"{type(err).__name__}: {err}")
+            return ChunkFailure("decode_error", f"{type(err).__name__}: {err}")
+
+    def join(self, record: Record, results: list[PassResult]) -> Record:
+        """Cuts and shots from every piece's measurements."""
+        shots, count, signals = shots_from(results, record["fps"], self.config)
         record["shots"] = shots
         record["num_shots"] = len(shots)
-        record["frames_decoded"] = frames
+        record["frames_decoded"] = count
         record["frame_signals"] = signals
         return record
 
 
-def detect_shots(
-    path: str, width: int, height: int, fps: float, config: ShotSplitConfig
-) -> tuple[list[dict], int, bytes]:
-    """Shots of the video at ``path``, the number of frames decoded and the packed frame signals."""
-    min_shot_frames = max(1, int(round(config.min_shot_s * fps)))
-    size = analysis_size(width, height, config.analysis_width)
-    found = None
+def piece_margins(config: ShotSplitConfig, fps: float) -> tuple[int, int]:
+    """(tail, warm-up) in frames. A piece decodes ``tail`` frames past its end, so a gradual
+    transition starting inside it (at most ``gradual.max_seconds`` long) ends in view; and
+    ``warm-up`` frames before its start, so the gradual detector's baseline (a second of frame
+    differences, or a candidate run) and the signals' previous frame are those of one pass."""
+    tail = max(config.gradual.min_frames + 1, round(config.gradual.max_seconds * fps)) + 2
+    return tail, tail + 2 * max(3, round(fps)) + config.signals.stride
+
+
+def whole_pass(path: str, size: tuple[int, int], fps: float,
+               config: ShotSplitConfig) -> PassResult:
+    """The sparse pass where it applies, else the pass over every frame."""
     if config.sparse_decode and config.signals.stride > 1:
         try:
-            found = _sparse_pass(path, size, fps, min_shot_frames, config)
+            return sparse_pass(path, size, fps, config)
         except SparseDecodeError as err:
             log.info("shot split decodes every frame of %s: %s", path, err)
-    cuts, spans, times, signals = found or _full_pass(path, size, fps, min_shot_frames, config)
-    count = len(times)
+    return full_pass(path, size, fps, config)
+
+
+def shots_from(results: list[PassResult], fps: float,
+               config: ShotSplitConfig) -> tuple[list[dict], int, bytes]:
+    """(shots, number of frames, packed frame signals) from passes over consecutive frames."""
+    count = 0
+    for result in results:
+        if result.first != count:
+            raise ValueError(f"a piece starts at frame {result.first}, not {count}")
+        count += len(result.times)
+    times = [t for result in results for t in result.times]
+    min_shot_frames = max(1, int(round(config.min_shot_s * fps)))
+    cuts = content_cuts(np.concatenate([r.scores for r in results]), config.cut_threshold,
+                        min_shot_frames, fps)
+    spans = [span for result in results for span in result.spans]
     boundaries = label_boundaries(sorted(set(cuts)), spans, count, min_shot_frames)
     shots = tile_shots(boundaries, count)
     times.append(times[-1] + 1.0 / fps)  # end of the last frame
     for shot in shots:
         shot["start_time"] = times[shot["start_frame"]]
         shot["end_time"] = times[shot["end_frame"]]
-    return shots, count, signals
+    return shots, count, b"".join(result.signals for result in results)
 
 
-def _full_pass(
-    path: str, size: tuple[int, int], fps: float, min_shot_frames: int, config: ShotSplitConfig
-) -> tuple[list[int], list[Span], list[float], bytes]:
-    """Cuts, transition spans, frame times and packed signals from every frame."""
-    import cv2
-
-    content = ContentCutDetector(config.cut_threshold, min_shot_frames, fps)
-    gradual = GradualTransitionDetector(config.gradual, fps)
-    signals = FrameSignalRecorder(**config.signals.model_dump())
-    cuts: list[int] = []
-    times: list[float] = []
-    for index, (seconds, frame) in enumerate(iter_analysis_frames(
-            path, size, config.fast_decode, config.prefetch_frames)):
-        times.append(seconds)
-        cuts += content.push(index, frame)
-        luma = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        signals.push(index, frame, luma)
-        if config.gradual.enabled:
-            gradual.push(index, _small(luma, config))
-    if not times:
-        raise ValueError("no frame could be decoded")
-    return cuts, gradual.finish(len(times)), times, signals.pack()
-
-
-def _sparse_pass(
-    path: str, size: tuple[int, int], fps: float, min_shot_frames: int, config: ShotSplitConfig
-) -> tuple[list[int], list[Span], list[float], bytes]:
-    """What :func:`_full_pass` finds, from fewer decoded frames.
-
-    The first pass decodes the reference frames, every ``signals.stride``-th frame (the signals
-    need those) and every frame while the picture is busy (:class:`_CutScreen`); the decoder
-    skips the other non-reference frames. A cut can hide in a gap between two decoded frames:
-    where their score reaches :data:`CUT_SCREEN` of the threshold, the gap is decoded afterwards
-    (:func:`curation.decode.iter_window_frames`) and scored frame by frame, so cut frames are
-    those of the full pass. The gradual detector runs over the gaps filled in by interpolation,
-    and each transition it finds is measured again on the real frames around it
-    (:func:`~stages.transitions.replay_gradual`).
-    """
-    import cv2
-
-    numbering = FrameNumbering()
-    screen = _CutScreen(config.signals.stride, CUT_SCREEN * config.cut_threshold)
-    signals = FrameSignalRecorder(**config.signals.model_dump())
-    gradual = SparseGradualDetector(config.gradual, fps, REPLAY_MARGIN)
-    scores: dict[int, float] = {}  # exact cut scores, for frames whose predecessor was decoded
-    gaps: list[tuple[int, int]] = []  # (decoded, next decoded) that may hide a cut
-    prints: dict[int, int] = {}  # what each decoded frame looked like, to check the second pass
-    previous = -1
-    for index, frame, score in iter_sparse_frames(
-            path, size, screen, numbering, config.fast_decode, config.prefetch_frames):
-        if index == previous + 1:
-            scores[index] = score
-        elif score >= screen.threshold:
-            gaps.append((previous, index))
-        previous = index
-        prints[index] = hash(cv2.sumElems(frame))
-        luma = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        signals.push(index, frame, luma)
-        if config.gradual.enabled:
-            gradual.push(index, _small(luma, config))
-    count = len(numbering.pts)
-    transitions = gradual.finish(count) if config.gradual.enabled else []
-    replays = [(origin[0] if origin else 0, min(count - 1, span.end + 1 + REPLAY_MARGIN))
-               for span, origin in transitions]
-    smalls = _measure_windows(path, size, gaps + replays, numbering, config, scores, prints,
-                              {i for start, end in replays for i in range(start, end + 1)})
-    content = ContentCutDetector(config.cut_threshold, min_shot_frames, fps)
-    cuts = [cut for index in range(count)
-            for cut in content.push_score(index, scores.get(index, 0.0))]
-    spans: list[Span] = []
-    for (span, origin), (_, end) in zip(transitions, replays, strict=True):
-        replayed = replay_gradual(config.gradual, fps, origin, smalls, end)
-        for measured in [span] if replayed is None else replayed:  # None: still open at end
-            if measured not in spans:
-                spans.append(measured)
-    return cuts, spans, numbering.seconds(), signals.pack()
-
-
-def _measure_windows(
-    path: str, size: tuple[int, int], windows: list[tuple[int, int]], numbering: FrameNumbering,
-    config: ShotSplitConfig, scores: dict[int, float], prints: dict[int, int],
-    small_frames: set[int],
-) -> dict[int, np.ndarray]:
-    """Decode every frame of ``windows``: add their exact cut scores to ``scores``; return the
-    gradual detector's input for ``small_frames``. Frames the first pass decoded too must come
-    out the same after the seek, or the sparse pass is abandoned."""
-    import cv2
-
-    smalls: dict[int, np.ndarray] = {}
-    last: tuple[int, np.ndarray] | None = None
-    for index, frame in iter_window_frames(path, size, windows, numbering, config.fast_decode):
-        if index in prints and hash(cv2.sumElems(frame)) != prints[index]:
-            raise SparseDecodeError(f"frame {index} decoded differently after a seek")
-        hsv = cv2.cvtColor(frame, cv2.COLOR_BGR2HSV)
-        if last is not None and index == last[0] + 1:
-            scores[index] = hsv_distance(last[1], hsv)
-        last = (index, hsv)
-        if index in small_frames:
-            smalls[index] = _small(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), config)
-    return smalls
-
-
-class _CutScreen:
-    """Chooses the frames of the sparse pass and scores each against the previous decoded one,
-    in the background threads (a :class:`~curation.decode.FrameSelector`).
-
-    Wants every ``stride``-th frame (the signals need them) and, while the picture is busy,
-    every frame: busy shots come in runs, and a gap there would likely have to be decoded again
-    after a seek. Busy means a gap scoring ``threshold`` or two adjacent frames scoring half
-    of it; it lasts :data:`BUSY_FRAMES` frames past the last packet sent to the decoder.
-    """
-
-    def __init__(self, stride: int, threshold: float) -> None:
-        self.stride, self.threshold = stride, threshold
-        self._previous: tuple[int, np.ndarray] | None = None
-        self._asked = -1
-        self._busy_until = -1
-
-    def wanted(self, index: int) -> bool:
-        """Every ``stride``-th frame, and every frame while busy."""
-        self._asked = max(self._asked, index)
-        return index % self.stride == 0 or index <= self._busy_until
-
-    def decoded(self, index: int, frame: np.ndarray) -> float:
-        """The cut score of ``frame`` against the previous decoded frame."""
-        import cv2
-
-        hsv = cv2.cvtColor(frame, cv2.COLOR_BGR2HSV)
-        score = 0.0
-        if self._previous is not None:
-            before, before_hsv = self._previous
-            score = hsv_distance(before_hsv, hsv)
-            if score >= (self.threshold if index - before > 1 else self.threshold / 2):
-                self._busy_until = self._asked + BUSY_FRAMES
-        self._previous = (index, hsv)
-        return score
-
-
-def _small(luma: np.ndarray, config: ShotSplitConfig) -> np.ndarray:
-    """The gradual detector's input: the grey frame at ``gradual.signal_size``, float32."""
-    import cv2
-
-    small = cv2.resize(luma, config.gradual.signal_size, interpolation=cv2.INTER_AREA)
-    return small.astype(np.float32)
+def detect_shots(
+    path: str, width: int, height: int, fps: float, config: ShotSplitConfig
+) -> tuple[list[dict], int, bytes]:
+    """Shots of the video at ``path`` in one pass, the number of frames and the packed signals."""
+    size = analysis_size(width, height, config.analysis_width)
+    return shots_from([whole_pass(path, size, fps, config)], fps, config)

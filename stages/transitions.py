@@ -1,8 +1,8 @@
 """Hard-cut and gradual-transition detection, and boundary labelling.
 
-:class:`ContentCutDetector` finds hard cuts exactly as PySceneDetect's ``ContentDetector`` does
-with its default weights (same scores, PySceneDetect's own flash filter), its scores at a third
-of the cost. Fades and
+:class:`ContentScore` and :func:`content_cuts` find hard cuts exactly as PySceneDetect's
+``ContentDetector`` does with its default weights (same scores, PySceneDetect's own flash
+filter), the scores at a third of the cost. Fades and
 dissolves spread their change over many frames, each below its threshold.
 :class:`GradualTransitionDetector` runs the twin-comparison idea (Zhang et al., 1993) on small
 luma frames: a run of frames whose frame-to-frame change stays above a low threshold is a
@@ -16,6 +16,7 @@ video.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,42 +28,42 @@ BOUNDARY_START = "video_start"
 BOUNDARY_END = "video_end"
 
 
-class ContentCutDetector:
-    """PySceneDetect's ``ContentDetector`` with its default weights (hue, saturation and value; no
-    edges), its score computed at about a third of the cost, its cuts decided by PySceneDetect.
+class ContentScore:
+    """PySceneDetect's ``ContentDetector`` score with its default weights (hue, saturation and
+    value; no edges), at about a third of the cost: the mean absolute difference of each frame's
+    HSV planes from the previous frame's, averaged over the three planes.
 
-    The score of frame ``i`` is the mean absolute difference of its HSV planes from frame
-    ``i - 1``, averaged over the three planes. The sums are integers, so the scores are
-    bit-identical to ``scenedetect.detectors.content_detector._mean_pixel_distance``'s;
-    ``tests/test_transitions.py`` checks scores and cuts against ``ContentDetector`` on real
-    footage. Whether a frame above the threshold is a cut is PySceneDetect's own merge-mode
-    ``FlashFilter`` (cuts closer than ``min_scene_len`` merge into one), fed frame by frame.
+    The sums are integers, so the scores are bit-identical to
+    ``scenedetect.detectors.content_detector._mean_pixel_distance``'s; ``tests/test_transitions.py``
+    checks them against ``ContentDetector`` on real footage. :func:`content_cuts` decides the cuts.
     """
 
-    def __init__(self, threshold: float, min_scene_len: int, fps: float) -> None:
-        from scenedetect.detector import FlashFilter
-
-        self.threshold = threshold
-        self.fps = fps
-        self.score = 0.0
+    def __init__(self) -> None:
         self._previous: np.ndarray | None = None
-        self._filter = FlashFilter(FlashFilter.Mode.MERGE, min_scene_len)
 
-    def push(self, index: int, bgr: np.ndarray) -> list[int]:
-        """Feed frame ``index`` (frames must come in order, BGR uint8); return cut frames."""
+    def push(self, bgr: np.ndarray) -> float:
+        """The next frame's score (BGR uint8) against the frame pushed before (0 for the first)."""
         import cv2
 
         hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
         previous, self._previous = self._previous, hsv
-        self.score = 0.0 if previous is None else hsv_distance(previous, hsv)
-        return self.push_score(index, self.score)
+        return 0.0 if previous is None else hsv_distance(previous, hsv)
 
-    def push_score(self, index: int, score: float) -> list[int]:
-        """Feed the score of frame ``index`` (frames must come in order); return cut frames."""
-        from scenedetect import FrameTimecode
 
-        cuts = self._filter.filter(FrameTimecode(index, fps=self.fps), score >= self.threshold)
-        return [cut.frame_num for cut in cuts]
+def content_cuts(scores: Sequence[float], threshold: float, min_scene_len: int,
+                 fps: float) -> list[int]:
+    """The cut frames ``ContentDetector`` reports for these per-frame scores (frame ``i`` scored
+    against frame ``i - 1``): the frames at or above ``threshold``, through PySceneDetect's own
+    merge-mode ``FlashFilter`` (cuts closer than ``min_scene_len`` merge into one).
+
+    The filter looks back across the whole video, so it runs over the scores of every frame in
+    one place, also when the scores were measured in pieces."""
+    from scenedetect import FrameTimecode
+    from scenedetect.detector import FlashFilter
+
+    flash = FlashFilter(FlashFilter.Mode.MERGE, min_scene_len)
+    return [cut.frame_num for index, score in enumerate(scores)
+            for cut in flash.filter(FrameTimecode(index, fps=fps), bool(score >= threshold))]
 
 
 def hsv_distance(previous: np.ndarray, current: np.ndarray) -> float:

@@ -84,6 +84,21 @@ def make_dissolve(
     return first - blend, first
 
 
+def make_dissolve_then_cuts(
+    path: Path, frames: list[int], blend: int, w: int = 320, h: int = 180, fps: int = 24
+) -> tuple[tuple[int, int], list[int]]:
+    """Shots of ``frames`` frames: the first dissolves into the second over ``blend`` frames,
+    the others follow by hard cuts; return the blend span and the cut frames."""
+    n = len(frames)
+    graph = (f"[0:v][1:v]xfade=transition=fade:duration={blend / fps}:"
+             f"offset={(frames[0] - blend) / fps}[ab];[ab]"
+             + "".join(f"[{i}:v]" for i in range(2, n)) + f"concat=n={n - 1}:v=1:a=0[v]")
+    _ffmpeg([*_inputs(frames, w, h, fps), "-filter_complex", graph, "-map", "[v]",
+             *_encode(path, fps)])
+    second = frames[0] + frames[1] - blend
+    return (frames[0] - blend, frames[0]), [second + sum(frames[2:i]) for i in range(2, n)]
+
+
 def make_fade_through_black(
     path: Path, first: int, second: int, fade: int, w: int = 320, h: int = 180, fps: int = 24
 ) -> tuple[int, int]:

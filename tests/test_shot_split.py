@@ -9,13 +9,10 @@ import pytest
 
 from curation.decode import analysis_size
 from stages.probe import ProbeConfig, ProbeStage
-from stages.shot_split import (
-    ShotSplitConfig,
-    ShotSplitStage,
-    _full_pass,
-    _sparse_pass,
-    detect_shots,
-)
+from stages.shot_passes import full_pass, sparse_pass
+from stages.shot_split import ShotSplitConfig, ShotSplitStage, detect_shots
+from stages.transitions import content_cuts
+from tests import media
 
 
 def _split(path: Path, **settings: object) -> dict:
@@ -97,10 +94,11 @@ def test_sparse_pass_finds_what_the_full_pass_finds(
     config = ShotSplitConfig(gradual={"enabled": gradual})
     size = analysis_size(record["width"], record["height"], config.analysis_width)
     min_shot = max(1, round(config.min_shot_s * record["fps"]))
-    full = _full_pass(path, size, record["fps"], min_shot, config)
-    sparse = _sparse_pass(path, size, record["fps"], min_shot, config)  # no fallback here
-    assert sorted(set(sparse[0])) == sorted(set(full[0]))
-    assert sparse[1:] == full[1:]
+    full = full_pass(path, size, record["fps"], config)
+    sparse = sparse_pass(path, size, record["fps"], config)  # no fallback here
+    assert content_cuts(sparse.scores, 27.0, min_shot, record["fps"]) == content_cuts(
+        full.scores, 27.0, min_shot, record["fps"])
+    assert (sparse.times, sparse.spans, sparse.signals) == (full.times, full.spans, full.signals)
 
 
 def test_container_without_decode_times_falls_back_to_every_frame(
@@ -115,3 +113,27 @@ def test_container_without_decode_times_falls_back_to_every_frame(
     for shot, want in zip(found[0], expected[0], strict=True):
         assert shot == {**want, "start_time": shot["start_time"], "end_time": shot["end_time"]}
         assert shot["start_time"] == pytest.approx(want["start_time"], abs=1e-3)
+
+
+def test_pieces_find_what_one_pass_finds(tmp_path: Path) -> None:
+    """30 s in four pieces of 180 frames: a dissolve across the first join, a cut on the second
+    and one just after the third; the later pieces warm up from a keyframe before them."""
+    path = tmp_path / "film.mp4"
+    span, cuts = media.make_dissolve_then_cuts(path, [200, 184, 190, 170], 24)
+    assert span == (176, 200) and cuts == [360, 550]
+    record = ProbeStage(ProbeConfig()).process({"path": str(path), "status": "pending"})
+    pieces = ShotSplitStage(ShotSplitConfig(chunk_s=7.5))
+    chunks = pieces.chunks(record)
+    assert [(c.start, c.end) for c in chunks] == [(0, 180), (180, 360), (360, 540), (540, 720)]
+    assert chunks[2].warm_start > 0 and chunks[3].warm_start > 0  # real warm-ups
+    whole = ShotSplitStage(ShotSplitConfig(chunk_s=None, sparse_decode=False)).process(
+        dict(record))
+    split = pieces.process(dict(record))
+    assert [s["boundary_in"] for s in whole["shots"]] == [
+        "video_start", "transition", "clean", "clean"]
+    assert [s["start_frame"] for s in whole["shots"]][2:] == cuts
+    found = (whole["shots"][1]["transition_in_start"], whole["shots"][1]["transition_in_end"])
+    assert span[0] <= found[0] < 180 < found[1] <= span[1], found  # across the first join
+    assert split["shots"] == whole["shots"]
+    assert split["frame_signals"] == whole["frame_signals"]
+    assert split["frames_decoded"] == whole["frames_decoded"] == 720

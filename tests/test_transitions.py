@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from curation.decode import iter_analysis_frames
-from stages.transitions import Boundary, ContentCutDetector, Span, label_boundaries, tile_shots
+from stages.transitions import (
+    Boundary,
+    ContentScore,
+    Span,
+    content_cuts,
+    label_boundaries,
+    tile_shots,
+)
 
 
 def test_cut_near_a_span_joins_and_widens_it() -> None:
@@ -38,15 +45,15 @@ def test_cut_detector_matches_scenedetect_on_real_footage(bikes: Path) -> None:
     from scenedetect import ContentDetector, FrameTimecode
 
     reference = ContentDetector(threshold=27.0, min_scene_len=12)
-    ours = ContentCutDetector(27.0, 12, 25.0)
+    scorer = ContentScore()
     expected: list[int] = []
-    found: list[int] = []
+    scores: list[float] = []
     for index, (_, frame) in enumerate(iter_analysis_frames(str(bikes), (256, 108))):
         expected += [tc.frame_num for tc in reference.process_frame(FrameTimecode(index, 25.0),
                                                                      frame)]
-        found += ours.push(index, frame)
-        assert ours.score == reference._frame_score  # bit for bit
-    assert found == expected and len(found) == 5
+        scores.append(scorer.push(frame))
+        assert scores[-1] == reference._frame_score  # bit for bit
+    assert content_cuts(scores, 27.0, 12, 25.0) == expected and len(expected) == 5
 
 
 def test_cut_filter_merges_cuts_closer_than_min_scene_len_like_scenedetect() -> None:
@@ -56,7 +63,6 @@ def test_cut_filter_merges_cuts_closer_than_min_scene_len_like_scenedetect() -> 
     scores = [0, 40, 0, 0, 0, 0, 0, 0, 40, 0, 40, 0, 0, 0, 0, 0, 0, 0, 0, 0, 40, 40, 0, 0, 0, 0,
               0, 0, 0, 0, 0, 0]
     reference = FlashFilter(FlashFilter.Mode.MERGE, 5)
-    ours = ContentCutDetector(27.0, 5, 24.0)
-    for index, score in enumerate(scores):
-        expected = reference.filter(FrameTimecode(index, 24.0), score >= 27.0)
-        assert ours.push_score(index, score) == [tc.frame_num for tc in expected]
+    expected = [tc.frame_num for index, score in enumerate(scores)
+                for tc in reference.filter(FrameTimecode(index, 24.0), score >= 27.0)]
+    assert content_cuts(scores, 27.0, 5, 24.0) == expected and expected
