@@ -1,13 +1,13 @@
 """The pieces of one video's work as parallel Ray tasks: the runner's mapper for
 :class:`~stages.ChunkedStage`.
 
-The stage object goes into the object store once, before any worker has set it up; each task
-worker keeps one set-up copy per stage (:data:`_READY`), so a model loads once per process, not
-once per piece. The record goes into the store once per video and every piece reads it from
-there. A task whose worker dies is retried by Ray (``max_retries`` times); a piece whose
-workers keep dying becomes a :class:`~stages.ChunkFailure` with rule ``worker_lost``, and an
-exception in a piece one with rule ``error``, as :class:`~curation.plan.StageCall` does for a
-whole video.
+The first piece runs in the calling worker, the others as tasks. The stage object goes into
+the object store once, before any worker has set it up; each task worker keeps one set-up copy
+per stage (:data:`_READY`), so a model loads once per process, not once per piece. The record
+goes into the store once per video and every piece reads it from there. A task whose worker
+dies is retried by Ray (``max_retries`` times); a piece whose workers keep dying becomes a
+:class:`~stages.ChunkFailure` with rule ``worker_lost``, and an exception in a piece one with
+rule ``error``, as :class:`~curation.plan.StageCall` does for a whole video.
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ def _run_piece(stage_box: list[ray.ObjectRef], record: Record, chunk: Any) -> An
         stage = ray.get(stage_box[0])
         stage.setup()
         _READY[key] = stage
+    return _process(stage, record, chunk)
+
+
+def _process(stage: ChunkedStage, record: Record, chunk: Any) -> Any:
+    """One piece's result, or the exception in it as a failure with rule ``error``."""
     try:
         return stage.process_chunk(record, chunk)
     except Exception as err:  # one piece's bug fails its video, as in StageCall
@@ -42,7 +47,9 @@ def _run_piece(stage_box: list[ray.ObjectRef], record: Record, chunk: Any) -> An
 
 
 class RayPieceMapper:
-    """Maps the pieces of one video as Ray tasks holding the stage's CPU/GPU reservation."""
+    """Maps the pieces of one video as Ray tasks holding the stage's CPU/GPU reservation. The
+    first piece runs in the calling worker, which holds that reservation already and has the
+    stage set up, while the others wait for a worker of their own."""
 
     def __init__(self, stage: ChunkedStage, resources: Resources, gpus: float) -> None:
         self._stage_ref = ray.put(stage)
@@ -52,8 +59,9 @@ class RayPieceMapper:
     def __call__(self, stage: ChunkedStage, record: Record, chunks: Sequence[Any]) -> list[Any]:
         record_ref = ray.put(record)
         task = _run_piece.options(**self._options)
-        pieces = [task.remote([self._stage_ref], record_ref, chunk) for chunk in chunks]
-        return [_result(piece, number) for number, piece in enumerate(pieces)]
+        pieces = [task.remote([self._stage_ref], record_ref, chunk) for chunk in chunks[1:]]
+        first = _process(stage, record, chunks[0])
+        return [first, *(_result(piece, number) for number, piece in enumerate(pieces, 1))]
 
 
 def _result(piece: ray.ObjectRef, number: int) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 
 from curation.decode import iter_timed_frames, open_video
 
@@ -32,6 +33,7 @@ class FrameGrid:
     num_frames: int
     first_time: float
     keyframes: tuple[int, ...]  # display indices of the keyframes, ascending; the first is 0
+    time_base: Fraction
 
     def index_of(self, pts: int | None) -> int:
         """The display index of the frame with timestamp ``pts``."""
@@ -42,6 +44,14 @@ class FrameGrid:
             raise GridMismatch(f"timestamp {pts} is off the grid {self.first_pts} + k * "
                                f"{self.step}")
         return index
+
+    def seconds(self, start: int, end: int) -> list[float]:
+        """Times of frames ``[start, end)`` from frame 0, computed as
+        :meth:`curation.decode.FrameNumbering.seconds` computes them."""
+        num, den = self.time_base.numerator, self.time_base.denominator
+        first = float(self.first_pts) * num / den
+        return [float(self.first_pts + i * self.step) * num / den - first
+                for i in range(start, end)]
 
     def keys_before(self, index: int) -> list[int]:
         """Keyframes at or before frame ``index``, nearest first."""
@@ -55,6 +65,7 @@ def frame_grid(path: str) -> FrameGrid | None:
 
     with av.open(path) as container:
         stream = container.streams.video[0]
+        time_base = stream.time_base
         packets = sorted((p.pts, p.is_keyframe) for p in container.demux(stream)
                          if p.size > 0 and not p.is_discard and p.pts is not None)
     if len(packets) < 2 or not packets[0][1]:
@@ -66,7 +77,7 @@ def frame_grid(path: str) -> FrameGrid | None:
     if first is None or first[2].pts != first_pts:
         return None  # the decoder drops or reorders the first frame: count from the start
     keys = tuple(i for i, (_, key) in enumerate(packets) if key)
-    return FrameGrid(first_pts, step, len(packets), float(first[2].time), keys)
+    return FrameGrid(first_pts, step, len(packets), float(first[2].time), keys, time_base)
 
 
 def iter_frames_from(path: str, grid: FrameGrid, start: int, skip_loop_filter: bool = False,

@@ -15,6 +15,7 @@ and the shots from those (:mod:`stages.shot_split`).
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -43,6 +44,8 @@ from stages.transitions import (
 
 if TYPE_CHECKING:
     from stages.shot_split import ShotSplitConfig
+
+log = logging.getLogger(__name__)
 
 # A gap between two decoded frames is decoded in full when their cut score reaches this share of
 # the cut threshold: on the 596 s Big Buck Bunny film no frame above the threshold lies in a gap
@@ -78,6 +81,18 @@ class ShotPiece:
     grid: FrameGrid
 
 
+def whole_pass(path: str, size: tuple[int, int], fps: float,
+               config: ShotSplitConfig) -> PassResult:
+    """Every frame of the video in one pass: the sparse pass when ``sparse_decode`` is on and
+    the stream allows it, else every frame decoded."""
+    if config.sparse_decode and config.signals.stride > 1:
+        try:
+            return sparse_pass(path, size, fps, config)
+        except SparseDecodeError as err:
+            log.info("shot split decodes every frame of %s: %s", path, err)
+    return full_pass(path, size, fps, config)
+
+
 def full_pass(path: str, size: tuple[int, int], fps: float, config: ShotSplitConfig) -> PassResult:
     """Every frame of the video at ``path``, decoded once from the start."""
     frames = ((index, seconds, bgr) for index, (seconds, bgr) in enumerate(
@@ -98,6 +113,7 @@ def piece_pass(path: str, size: tuple[int, int], fps: float, piece: ShotPiece,
     if len(result.times) != piece.end - piece.start:
         raise ValueError(f"frames {piece.start}-{piece.end}: the stream gave "
                          f"{len(result.times)} of them")
+    result.times = piece.grid.seconds(piece.start, piece.end)  # the same floats in every piece
     return result
 
 

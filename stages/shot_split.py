@@ -12,11 +12,12 @@ per-frame quality signals the shot score stage aggregates without decoding again
 A video longer than ``chunk_s`` whose timestamps lie on one grid splits into pieces of about
 ``chunk_s`` seconds that the runner decodes in parallel (:func:`~stages.shot_passes.piece_pass`);
 the cuts are decided over all pieces' scores at once, so they are those of one pass. A shorter
-video (or one without a grid) is one pass: by default (``sparse_decode``) one that leaves out
-most non-reference frames and decodes afterwards only the gaps where a cut or transition may lie
-(:func:`~stages.shot_passes.sparse_pass`), with the results of the pass over every frame
-(:func:`~stages.shot_passes.full_pass`), which runs instead when frames cannot be numbered from
-packet timestamps (e.g. Matroska, which keeps no decode times).
+video (or one without a grid) is one pass over every frame
+(:func:`~stages.shot_passes.full_pass`). ``sparse_decode`` (off by default) makes that one pass
+leave out most non-reference frames and decode afterwards only the gaps where a cut may lie
+(:func:`~stages.shot_passes.sparse_pass`): the same cuts, but its gradual detector sees
+interpolated frames and can miss a dissolve that barely stands above the motion of its shot
+(``tests/test_shot_split.py`` has one).
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from curation.decode import SparseDecodeError, analysis_size
+from curation.decode import analysis_size
 from curation.records import Record
 from curation.resources import Resources
 from curation.seek import frame_grid
 from stages import ChunkedStage, ChunkFailure
-from stages.shot_passes import PassResult, ShotPiece, full_pass, piece_pass, sparse_pass
+from stages.shot_passes import PassResult, ShotPiece, piece_pass, whole_pass
 from stages.transitions import GradualConfig, content_cuts, label_boundaries, tile_shots
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,10 @@ class ShotSplitConfig(BaseModel):
     prefetch_frames: int = Field(
         32, ge=0, description="Decode this many frames ahead in a background thread (0: off).")
     sparse_decode: bool = Field(
-        True, description="Decode reference frames and the frames the signals need, then only "
-        "the gaps where a cut or transition may lie (same shots; falls back to every frame "
-        "where frames cannot be numbered by presentation time).")
+        False, description="In a one-pass video, decode reference frames and the frames the "
+        "signals need, then only the gaps where a cut may lie: the same cuts from about a "
+        "quarter less decoding, but a dissolve barely above its shot's motion can be missed "
+        "(falls back to every frame where frames cannot be numbered by presentation time).")
     chunk_s: float | None = Field(
         300.0, gt=0, description="Seconds of video per parallel piece of a longer video (each "
         "decoded from a keyframe a few seconds before it, every frame); null: one pass per "
@@ -126,17 +128,6 @@ def piece_margins(config: ShotSplitConfig, fps: float) -> tuple[int, int]:
     differences, or a candidate run) and the signals' previous frame are those of one pass."""
     tail = max(config.gradual.min_frames + 1, round(config.gradual.max_seconds * fps)) + 2
     return tail, tail + 2 * max(3, round(fps)) + config.signals.stride
-
-
-def whole_pass(path: str, size: tuple[int, int], fps: float,
-               config: ShotSplitConfig) -> PassResult:
-    """The sparse pass where it applies, else the pass over every frame."""
-    if config.sparse_decode and config.signals.stride > 1:
-        try:
-            return sparse_pass(path, size, fps, config)
-        except SparseDecodeError as err:
-            log.info("shot split decodes every frame of %s: %s", path, err)
-    return full_pass(path, size, fps, config)
 
 
 def shots_from(results: list[PassResult], fps: float,

@@ -11,7 +11,7 @@ from curation.decode import analysis_size
 from stages.probe import ProbeConfig, ProbeStage
 from stages.shot_passes import full_pass, sparse_pass
 from stages.shot_split import ShotSplitConfig, ShotSplitStage, detect_shots
-from stages.transitions import content_cuts
+from stages.transitions import Span, content_cuts
 from tests import media
 
 
@@ -137,3 +137,15 @@ def test_pieces_find_what_one_pass_finds(tmp_path: Path) -> None:
     assert split["shots"] == whole["shots"]
     assert split["frame_signals"] == whole["frame_signals"]
     assert split["frames_decoded"] == whole["frames_decoded"] == 720
+
+
+def test_sparse_pass_can_miss_a_faint_dissolve_so_it_is_off_by_default(tmp_path: Path) -> None:
+    """Why ``sparse_decode`` is opt-in: a dissolve out of a moving shot stands barely above the
+    shot's motion; on interpolated frames the gradual detector misses it."""
+    path = tmp_path / "film.mp4"
+    media.make_dissolve_then_cuts(path, [200, 184, 190, 170], 24)
+    config = ShotSplitConfig()
+    size = analysis_size(320, 180, config.analysis_width)
+    assert full_pass(str(path), size, 24.0, config).spans == [Span(177, 186)]
+    assert sparse_pass(str(path), size, 24.0, config).spans == []
+    assert not config.sparse_decode
