@@ -77,6 +77,7 @@ def test_pieces_run_in_parallel_processes_and_join_in_order(local_ray: None) -> 
     stage = PidStage(_Config())
     record = stage.run_chunks({"status": "pending", "pieces": 6}, _mapper(stage))
     assert [r["piece"] for r in record["results"]] == list(range(6))
+    assert record["results"][0]["pid"] == os.getpid()  # the first piece runs in the caller
     assert len({r["pid"] for r in record["results"]} - {os.getpid()}) == 2
 
 
