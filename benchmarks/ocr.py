@@ -96,7 +96,8 @@ def main() -> None:
               f"detection {1000 * engine.seconds['detect'] / frames:.0f} ms/frame "
               f"({1000 * engine.cpu['detect'] / frames:.0f} CPU), "
               f"recognition {1000 * engine.seconds['recognize'] / boxes:.0f} ms/box "
-              f"({1000 * engine.cpu['recognize'] / boxes:.0f} CPU) over {engine.calls['crops']} boxes")
+              f"({1000 * engine.cpu['recognize'] / boxes:.0f} CPU) "
+              f"over {engine.calls['crops']} boxes")
 
 
 if __name__ == "__main__":

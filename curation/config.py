@@ -94,9 +94,24 @@ class PipelineConfig(BaseModel):
         return value
 
     def fingerprint(self) -> str:
-        """Short hash of the settings that change results (not output batching)."""
-        relevant = self.model_dump(mode="json", exclude={"output"})
+        """Short hash of the settings that change results: not output batching, not the
+        settings marked :data:`~curation.resources.SPEED_ONLY` (CPUs, workers, piece sizes)."""
+        relevant = results_settings(self)
+        del relevant["output"]
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def results_settings(model: BaseModel) -> dict[str, Any]:
+    """``model``'s settings as JSON values, less those marked speed-only, at any depth."""
+    settings: dict[str, Any] = {}
+    for name, field in type(model).model_fields.items():
+        extra = field.json_schema_extra
+        if isinstance(extra, dict) and extra.get("speed_only"):
+            continue
+        value = getattr(model, name)
+        settings[name] = (results_settings(value) if isinstance(value, BaseModel)
+                          else model.model_dump(mode="json", include={name})[name])
+    return settings
 
 
 class ConfigError(ValueError):

@@ -6,13 +6,13 @@ A record is a plain ``dict`` so Ray Data can carry it as an Arrow row. Its colum
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 Record = dict[str, Any]
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """Final state of one discovered file in ``OUT/videos``."""
 
     PENDING = "pending"  # still moving through the stages; never written

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# ``json_schema_extra`` of a setting that changes how fast a run goes, never what it writes (how
+# many CPUs, workers, pieces): left out of the config fingerprint, so a run may resume with it
+# changed (:meth:`curation.config.PipelineConfig.fingerprint`).
+SPEED_ONLY = {"speed_only": True}
+
 
 class Resources(BaseModel):
     """CPU/GPU share one worker of a stage reserves, how many workers may run at once, and how
@@ -11,13 +16,15 @@ class Resources(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per worker of this stage.")
+    num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per worker of this stage.",
+                            json_schema_extra=SPEED_ONLY)
     num_gpus: float = Field(0.0, ge=0, description="GPUs reserved per worker (0 = CPU only).")
     gpu_when_available: bool = Field(
         False, description="Take one GPU per worker when the cluster has GPUs, else run on CPU."
     )
     max_workers: int | None = Field(
-        None, ge=1, description="Upper bound on concurrent workers; null lets Ray decide."
+        None, ge=1, description="Upper bound on concurrent workers; null lets Ray decide.",
+        json_schema_extra=SPEED_ONLY,
     )
     timeout_s: float | None = Field(
         600.0, gt=0, description="Seconds one video may spend in this stage (plus "

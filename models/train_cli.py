@@ -1,4 +1,5 @@
-"""``curate train`` and ``curate sample`` (also ``python -m models.train_cli``, e.g. under torchrun).
+"""``curate train`` and ``curate sample`` (also ``python -m models.train_cli``, e.g. under
+torchrun).
 
 Heavy imports (torch, diffusers, transformers) happen inside the commands, so ``--help`` is fast.
 """

@@ -347,7 +347,8 @@ def train_step(run: Run, samples: Any) -> dict[str, Any]:
         sample = next_sample(run, samples)
         latents = run.enc.latents(sample.clip_key, sample.frames)
         drop = torch.rand(len(sample.captions), generator=run.generator) < cfg.flow.caption_dropout
-        text = run.enc.captions(["" if d else c for c, d in zip(sample.captions, drop)])
+        kept = ["" if d else c for c, d in zip(sample.captions, drop, strict=True)]
+        text = run.enc.captions(kept)
         # DDP all-reduces gradients in backward; only the last micro-batch of a step needs that.
         last = micro == cfg.train.grad_accum - 1
         sync = run.model.no_sync() if ranks.world > 1 and not last else nullcontext()

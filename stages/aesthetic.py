@@ -1,8 +1,9 @@
 """LAION aesthetic predictor: CLIP ViT-L/14 image embeddings scored by a small MLP (about 1-10).
 
 Weights are not bundled: point ``clip_model`` at a transformers CLIP checkpoint (local folder or
-hub id) and ``mlp_weights`` at the predictor's state dict (e.g. ``sac+logos+ava1-l14-linearMSE.pth``,
-keys ``layers.{0,2,4,6,7}.*``). Frames are the middle frames of each shot.
+hub id) and ``mlp_weights`` at the predictor's state dict (e.g.
+``sac+logos+ava1-l14-linearMSE.pth``, keys ``layers.{0,2,4,6,7}.*``). Frames are the middle
+frames of each shot.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from curation.decode import iter_timed_frames
 from curation.records import Record
-from curation.resources import Resources
+from curation.resources import SPEED_ONLY, Resources
 from curation.seek import FrameGrid, GridMismatch, frame_grid, iter_frames_from
 from stages import ChunkedStage, ChunkFailure, consecutive_groups
 from stages.encode_writer import SampleWriter
@@ -45,7 +45,8 @@ class EncodeConfig(BaseModel):
     chunk_s: float | None = Field(
         300.0, gt=0, description="Seconds of source per parallel piece of one video's encode "
         "(runs of whole samples, each decoded from the keyframe before it); null: the whole "
-        "video in one piece. A variable-frame-rate video is always one piece.")
+        "video in one piece. A variable-frame-rate video is always one piece.",
+        json_schema_extra=SPEED_ONLY)
     resources: Resources = Resources(num_cpus=1.0)
 
 

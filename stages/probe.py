@@ -46,7 +46,8 @@ class ProbeStage(ConfiguredStage[ProbeConfig]):
         try:
             info = run_ffprobe(path, self.config.timeout_s)
         except subprocess.TimeoutExpired:
-            return fail(record, self.name, "timeout", f"ffprobe took over {self.config.timeout_s} s")
+            return fail(record, self.name, "timeout",
+                        f"ffprobe took over {self.config.timeout_s} s")
         except ProbeError as err:
             return fail(record, self.name, "unreadable_container", str(err))
         return apply_probe(record, info, self.name)

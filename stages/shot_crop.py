@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from curation.decode import analysis_size
 from curation.records import Record, drop_shot, live_shots
-from curation.resources import Resources
+from curation.resources import SPEED_ONLY, Resources
 from curation.seek import FrameGrid, frame_grid, iter_frames_at
 from stages import ChunkedStage, ChunkFailure, consecutive_groups
 from stages.crop_geometry import Rect, expand, group_by_place, largest_crop, union
@@ -75,7 +75,7 @@ class ShotCropConfig(BaseModel):
     chunk_s: float | None = Field(
         300.0, gt=0, description="Seconds of source per parallel piece of one video's OCR "
         "(runs of whole shots); null: the whole video in one piece.",
-    )
+        json_schema_extra=SPEED_ONLY)
     resources: Resources = Resources(num_cpus=1.0)
 
     @model_validator(mode="after")

@@ -68,7 +68,8 @@ class ShotMergeStage(ConfiguredStage[ShotMergeConfig]):
             if seconds < self.config.min_sample_s:
                 for shot in originals:
                     drop_shot(shot, self.name, "min_sample_s", round(seconds, 3),
-                              f"its sample would last {seconds:.2f} s < {self.config.min_sample_s:g} s")
+                              f"its sample would last {seconds:.2f} s < "
+                              f"{self.config.min_sample_s:g} s")
                 continue
             sample["sample_index"] = len(samples)
             sample["sample_id"] = f"{record['video_id']}-{len(samples):04d}"

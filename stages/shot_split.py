@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from curation.decode import analysis_size
 from curation.records import Record
-from curation.resources import Resources
+from curation.resources import SPEED_ONLY, Resources
 from curation.seek import frame_grid
 from stages import ChunkedStage, ChunkFailure
 from stages.shot_passes import PassResult, ShotPiece, piece_pass, whole_pass
@@ -62,7 +62,8 @@ class ShotSplitConfig(BaseModel):
         True, description="Skip H.264/HEVC deblocking in the analysis pass (about 15% faster)."
     )
     prefetch_frames: int = Field(
-        32, ge=0, description="Decode this many frames ahead in a background thread (0: off).")
+        32, ge=0, description="Decode this many frames ahead in a background thread (0: off).",
+        json_schema_extra=SPEED_ONLY)
     sparse_decode: bool = Field(
         False, description="In a one-pass video, decode reference frames and the frames the "
         "signals need, then only the gaps where a cut may lie: the same cuts from about a "
@@ -71,7 +72,8 @@ class ShotSplitConfig(BaseModel):
     chunk_s: float | None = Field(
         300.0, gt=0, description="Seconds of video per parallel piece of a longer video (each "
         "decoded from a keyframe a few seconds before it, every frame); null: one pass per "
-        "video. A video whose timestamps are not on one grid is always one pass.")
+        "video. A video whose timestamps are not on one grid is always one pass.",
+        json_schema_extra=SPEED_ONLY)
     gradual: GradualConfig = GradualConfig()
     signals: SignalConfig = SignalConfig()
     resources: Resources = Resources(num_cpus=1.0)

@@ -28,7 +28,8 @@ class VideoScoreConfig(BaseModel):
 
     num_frames: int = Field(16, ge=1, description="Frames sampled across the video.")
     analysis_width: int = Field(640, ge=64, description="Width frames are scored at.")
-    border_luma: int = Field(24, ge=0, le=255, description="Rows/columns darker than this are border.")
+    border_luma: int = Field(24, ge=0, le=255,
+                             description="Rows/columns darker than this are border.")
     dark_luma: int = Field(16, ge=0, le=255, description="Pixels below count as underexposed.")
     bright_luma: int = Field(240, ge=0, le=255, description="Pixels above count as overexposed.")
     resources: Resources = Resources(num_cpus=1.0)
@@ -44,7 +45,8 @@ class VideoScoreStage(ConfiguredStage[VideoScoreConfig]):
         size = analysis_size(record["width"], record["height"], self.config.analysis_width)
         try:
             reader = open_reader(record["path"], size)
-            indices = sample_indices(reader.key_indices(), reader.num_frames, self.config.num_frames)
+            indices = sample_indices(reader.key_indices(), reader.num_frames,
+                                     self.config.num_frames)
             frames = reader.frames_at(indices)
         except Exception as err:  # decoder errors come in many types
             return fail(record, self.name, "decode_error", f"{type(err).__name__}: {err}")

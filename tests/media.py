@@ -44,7 +44,8 @@ def _inputs(frames: list[int], w: int, h: int, fps: int, sources: list[str] = SO
     args: list[str] = []
     for i, n in enumerate(frames):
         src = _source(sources[i % len(sources)], w, h, fps)
-        args += ["-f", "lavfi", "-i", f"{src},trim=end_frame={n},setpts=PTS-STARTPTS,format=yuv420p"]
+        args += ["-f", "lavfi", "-i",
+                 f"{src},trim=end_frame={n},setpts=PTS-STARTPTS,format=yuv420p"]
     return args
 
 

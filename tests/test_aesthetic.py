@@ -29,7 +29,8 @@ def tiny_aesthetic(tmp_path_factory: pytest.TempPathFactory) -> AestheticConfig:
                        "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
         projection_dim=24)
     CLIPModel(config).save_pretrained(root / "clip")
-    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    processor = CLIPImageProcessor(size={"shortest_edge": 32},
+                                   crop_size={"height": 32, "width": 32})
     processor.save_pretrained(root / "clip")
     torch.save(build_mlp(24).state_dict(), root / "mlp.pth")
     return AestheticConfig(clip_model=str(root / "clip"), mlp_weights=str(root / "mlp.pth"))

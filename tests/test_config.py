@@ -41,11 +41,17 @@ def test_unreadable_or_non_mapping_yaml(tmp_path: Path) -> None:
         parse_config(["a"])
 
 
-def test_fingerprint_ignores_output_batching_only() -> None:
+def test_fingerprint_ignores_output_batching_and_speed_only_settings() -> None:
     base = PipelineConfig()
     assert base.fingerprint() == parse_config({"output": {"videos_per_part": 1}}).fingerprint()
-    changed = parse_config({"stages": {"shot_split": {"cut_threshold": 30}}})
-    assert base.fingerprint() != changed.fingerprint()
+    speed = {"shot_split": {"chunk_s": 60, "prefetch_frames": 0, "resources": {"num_cpus": 2}},
+             "encode": {"chunk_s": None, "resources": {"max_workers": 3}},
+             "shot_crop": {"chunk_s": 30}}
+    assert base.fingerprint() == parse_config({"stages": speed}).fingerprint()
+    for results in ({"shot_split": {"cut_threshold": 30}},
+                    {"shot_split": {"resources": {"timeout_s": 5}}},
+                    {"shot_caption": {"resources": {"gpu_when_available": True}}}):
+        assert base.fingerprint() != parse_config({"stages": results}).fingerprint(), results
 
 
 PIPELINE_PRESETS = sorted(p for p in (ROOT / "configs").glob("*.yaml")

@@ -30,7 +30,8 @@ def test_probe_sees_audio_streams_and_container(generated: dict[str, Path]) -> N
 
 
 def test_bad_inputs_get_a_reason_naming_the_cause(bad_inputs: dict) -> None:
-    stages = [StageCall(ProbeStage(ProbeConfig())), StageCall(VideoFilterStage(VideoFilterConfig()))]
+    stages = [StageCall(ProbeStage(ProbeConfig())),
+              StageCall(VideoFilterStage(VideoFilterConfig()))]
     for name, (path, status, rule) in bad_inputs.items():
         if name == "dangling.mp4":
             continue  # discovery reports it (see test_discover)

@@ -179,7 +179,7 @@ def _record(path: Path, cuts: list[int]) -> dict:
     record = VideoScoreStage(VideoScoreConfig()).process(record)
     bounds = [0, *cuts, record["num_frames"]]
     record["shots"] = [{"shot_index": i, "start_frame": a, "end_frame": b}
-                       for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+                       for i, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False))]
     return record
 
 

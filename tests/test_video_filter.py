@@ -24,9 +24,12 @@ GOOD = {"status": "pending", "codec": "h264", "duration_s": 60.0, "num_frames": 
     ({"vs_underexposed": 0.95}, {}, "max_underexposed", "0.95"),
     ({"vs_overexposed": 0.95}, {}, "max_overexposed", "0.95"),
 ])
-def test_each_rule_rejects_with_its_value(change: dict, settings: dict, rule: str, value: str) -> None:
+def test_each_rule_rejects_with_its_value(
+    change: dict, settings: dict, rule: str, value: str,
+) -> None:
     record = VideoFilterStage(VideoFilterConfig(**settings)).process(dict(GOOD, **change))
-    assert (record["status"], record["reject_rule"], record["reject_value"]) == ("rejected", rule, value)
+    got = (record["status"], record["reject_rule"], record["reject_value"])
+    assert got == ("rejected", rule, value)
     assert record["reason"].startswith(f"video_filter.{rule}: ")
 
 
