@@ -50,7 +50,7 @@ def test_fingerprint_ignores_output_batching_and_speed_only_settings() -> None:
     assert base.fingerprint() == parse_config({"stages": speed}).fingerprint()
     for results in ({"shot_split": {"cut_threshold": 30}},
                     {"shot_split": {"resources": {"timeout_s": 5}}},
-                    {"shot_caption": {"resources": {"gpu_when_available": True}}}):
+                    {"shot_caption": {"resources": {"gpu_when_available": False}}}):
         assert base.fingerprint() != parse_config({"stages": results}).fingerprint(), results
 
 
