@@ -1,17 +1,20 @@
 """Seeking decode for work split below the video level: the frames from a keyframe on, numbered
 exactly as :func:`curation.decode.iter_timed_frames` numbers them counting from the start.
 
-After a seek a frame's index comes from its timestamp: ``(pts - first_pts) / step``. That equals
-the sequential count only when every frame sits on one fixed grid of timestamps (constant frame
-rate, one frame per packet, no gaps, the first packet in display order decoded first).
-:func:`frame_grid` checks that from the packets (no decoding past the first frame) and returns
-None otherwise, so the caller decodes from the start instead; :func:`iter_frames_from` checks
-every frame it decodes against the grid and raises :class:`GridMismatch` if one is off it.
+After a seek a frame's index comes from its timestamp: frame ``i`` is the packet with the
+``i``-th smallest presentation timestamp. That equals the sequential count when every packet
+decodes to one frame, timestamps are unique and the first packet in display order is decoded
+first; the timestamps need not be evenly spaced (variable frame rate, Matroska's millisecond
+times, joined files). :func:`frame_grid` reads the timestamps from the packets (no decoding past
+the first frame) and returns None when those conditions visibly fail, so the caller decodes
+from the start instead; :func:`iter_frames_from` checks every frame it decodes against the grid
+and raises :class:`GridMismatch` if one is not where the grid put it.
 """
 
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -25,33 +28,32 @@ class GridMismatch(ValueError):
 
 @dataclass(frozen=True)
 class FrameGrid:
-    """Display timestamps of a constant-frame-rate stream: frame ``i`` at ``first_pts + i * step``
-    (stream time base); ``first_time`` is frame 0's time in seconds as the decoder reports it."""
+    """The display timestamps of a stream's frames (stream time base), ascending: frame ``i``
+    has ``pts[i]``; ``first_time`` is frame 0's time in seconds as the decoder reports it."""
 
-    first_pts: int
-    step: int
-    num_frames: int
+    pts: array  # array("q"): 8 bytes a frame, so a piece's copy stays small
     first_time: float
     keyframes: tuple[int, ...]  # display indices of the keyframes, ascending; the first is 0
     time_base: Fraction
 
+    @property
+    def num_frames(self) -> int:
+        """Frames in the stream."""
+        return len(self.pts)
+
     def index_of(self, pts: int | None) -> int:
         """The display index of the frame with timestamp ``pts``."""
-        if pts is None:
-            raise GridMismatch("a decoded frame has no timestamp")
-        index, rest = divmod(pts - self.first_pts, self.step)
-        if rest or not 0 <= index < self.num_frames:
-            raise GridMismatch(f"timestamp {pts} is off the grid {self.first_pts} + k * "
-                               f"{self.step}")
+        index = bisect.bisect_left(self.pts, pts) if pts is not None else len(self.pts)
+        if index == len(self.pts) or self.pts[index] != pts:
+            raise GridMismatch(f"no frame of the stream has timestamp {pts}")
         return index
 
     def seconds(self, start: int, end: int) -> list[float]:
         """Times of frames ``[start, end)`` from frame 0, computed as
         :meth:`curation.decode.FrameNumbering.seconds` computes them."""
         num, den = self.time_base.numerator, self.time_base.denominator
-        first = float(self.first_pts) * num / den
-        return [float(self.first_pts + i * self.step) * num / den - first
-                for i in range(start, end)]
+        first = float(self.pts[0]) * num / den
+        return [float(self.pts[i]) * num / den - first for i in range(start, end)]
 
     def keys_before(self, index: int) -> list[int]:
         """Keyframes at or before frame ``index``, nearest first."""
@@ -60,7 +62,8 @@ class FrameGrid:
 
 def frame_grid(path: str) -> FrameGrid | None:
     """The timestamp grid of ``path``'s first video stream, or None when frame indices cannot be
-    derived from timestamps (variable frame rate, missing or repeated timestamps, gaps)."""
+    derived from timestamps (missing or repeated timestamps, a first frame in display order that
+    is not a keyframe or that the decoder does not give first)."""
     import av
 
     with av.open(path) as container:
@@ -68,16 +71,14 @@ def frame_grid(path: str) -> FrameGrid | None:
         time_base = stream.time_base
         packets = sorted((p.pts, p.is_keyframe) for p in container.demux(stream)
                          if p.size > 0 and not p.is_discard and p.pts is not None)
-    if len(packets) < 2 or not packets[0][1]:
-        return None
-    first_pts, step = packets[0][0], packets[1][0] - packets[0][0]
-    if step <= 0 or any(pts != first_pts + i * step for i, (pts, _) in enumerate(packets)):
+    pts = array("q", (t for t, _ in packets))
+    if len(packets) < 2 or not packets[0][1] or len(set(pts)) < len(pts):
         return None
     first = next(iter_timed_frames(path), None)
-    if first is None or first[2].pts != first_pts:
+    if first is None or first[2].pts != pts[0]:
         return None  # the decoder drops or reorders the first frame: count from the start
     keys = tuple(i for i, (_, key) in enumerate(packets) if key)
-    return FrameGrid(first_pts, step, len(packets), float(first[2].time), keys, time_base)
+    return FrameGrid(pts, float(first[2].time), keys, time_base)
 
 
 def iter_frames_from(path: str, grid: FrameGrid, start: int, skip_loop_filter: bool = False,
@@ -89,7 +90,7 @@ def iter_frames_from(path: str, grid: FrameGrid, start: int, skip_loop_filter: b
     with open_video(path, skip_loop_filter, threads) as (container, stream):
         for attempt, key in enumerate(grid.keys_before(start)):
             if key or attempt:
-                container.seek(grid.first_pts + key * grid.step, stream=stream)
+                container.seek(grid.pts[key], stream=stream)
             frames = _checked(container.decode(stream), grid)
             first = next(frames, None)
             if first is not None and first[0] <= start:

@@ -3,13 +3,13 @@
 The samples of a video split into chunks: runs of consecutive samples spanning at most
 ``chunk_s`` seconds of source, which the runner may encode in parallel. A chunk decodes only its
 span with PyAV, from the keyframe at or before its first sample (:mod:`curation.seek` numbers the
-frames from their timestamps, exactly as the shot split counted them); a variable-frame-rate
-video, or one whose timestamps do not lie on one grid, is one chunk decoded from the start
-(:func:`curation.decode.iter_timed_frames`). Both ends of every sample are frame-accurate and no
-keyframe copy is involved. Frames are cropped, resized and turned upright on their YUV planes
-(:mod:`stages.encode_frames`) and piped raw to libx264 (:mod:`stages.encode_writer`), which
-tone-maps HDR to BT.709. Each sample's mp4 lands in the staging folder; the driver packs it into
-a shard.
+frames from their timestamps, exactly as the shot split counted them); a video probed as
+variable-frame-rate, or one whose frames cannot be numbered by timestamp, is one chunk decoded
+from the start (:func:`curation.decode.iter_timed_frames`). Both ends of every sample are
+frame-accurate and no keyframe copy is involved. Frames are cropped, resized and turned upright
+on their YUV planes (:mod:`stages.encode_frames`) and piped raw to libx264
+(:mod:`stages.encode_writer`), which tone-maps HDR to BT.709. Each sample's mp4 lands in the
+staging folder; the driver packs it into a shard.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class EncodeConfig(BaseModel):
 @dataclass(frozen=True)
 class EncodeChunk:
     """Samples at ``positions`` of ``record["samples"]`` (consecutive in source order), and the
-    timestamp grid to seek by (None: decode from the first frame)."""
+    timestamps to seek by (None: decode from the first frame)."""
 
     positions: tuple[int, ...]
     grid: FrameGrid | None

@@ -20,6 +20,7 @@ pixels, one per excluded place), ``ocr_texts`` (the distinct texts read there, "
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,9 +33,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from curation.decode import analysis_size
 from curation.records import Record, drop_shot, live_shots
 from curation.resources import SPEED_ONLY, Resources
-from curation.seek import FrameGrid, frame_grid, iter_frames_at
+from curation.seek import FrameGrid, GridMismatch, frame_grid, iter_frames_at
 from stages import ChunkedStage, ChunkFailure, consecutive_groups
 from stages.crop_geometry import Rect, expand, group_by_place, largest_crop, union
+
+log = logging.getLogger(__name__)
 
 
 class ShotCropConfig(BaseModel):
@@ -188,9 +191,9 @@ class ShotCropStage(ChunkedStage[ShotCropConfig]):
         shots = [record["shots"][i] for i in chunk.shots]
         size = analysis_size(record["width"], record["height"], self.config.detect_width)
         plan = [shot_frames(s, self.config.frames_per_shot, s["end_frame"]) for s in shots]
+        indices = sorted({i for p in plan for i in p})
         try:
-            indices = sorted({i for p in plan for i in p})
-            found = self._read_text(iter_frames_at(record["path"], indices, chunk.grid), size)
+            found = self._text_on_frames(record["path"], indices, chunk.grid, size)
         except DecodeError as err:
             return ChunkFailure("decode_error", str(err))
         frame = (record["width"], record["height"])
@@ -221,6 +224,18 @@ class ShotCropStage(ChunkedStage[ShotCropConfig]):
         if self._engine is None:
             self._engine = build_engine(self.config)
         return self._engine
+
+    def _text_on_frames(self, path: str, indices: list[int], grid: FrameGrid | None,
+                        size: tuple[int, int]) -> dict[int, list[TextBox]]:
+        """Text on frames ``indices``, seeking by ``grid``; counted from the first frame instead
+        when a decoded frame is not where the grid's timestamps put it."""
+        try:
+            return self._read_text(iter_frames_at(path, indices, grid), size)
+        except DecodeError as err:
+            if grid is None or not isinstance(err.__cause__, GridMismatch):
+                raise
+            log.info("OCR of %s counts frames from the start: %s", path, err)
+        return self._read_text(iter_frames_at(path, indices, None), size)
 
     def _read_text(self, frames: Iterator[tuple[int, Any]], size: tuple[int, int]
                    ) -> dict[int, list[TextBox]]:

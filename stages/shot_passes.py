@@ -70,7 +70,7 @@ class PassResult:
 
 @dataclass(frozen=True)
 class ShotPiece:
-    """Frames ``[start, end)`` of a video whose timestamps lie on ``grid``. The piece decodes
+    """Frames ``[start, end)`` of a video numbered by the timestamps of ``grid``. It decodes
     from ``warm_start`` (so the detectors' memory is filled when frame ``start`` comes) to
     ``decode_end`` (so a transition that begins before ``end`` is seen to its end)."""
 

@@ -9,10 +9,10 @@ frames exactly. The same frames feed :class:`~stages.frame_signals.FrameSignalRe
 per-frame quality signals the shot score stage aggregates without decoding again. Writes
 ``shots`` (a list of shot rows), ``num_shots``, ``frames_decoded`` and ``frame_signals``.
 
-A video longer than ``chunk_s`` whose timestamps lie on one grid splits into pieces of about
-``chunk_s`` seconds that the runner decodes in parallel (:func:`~stages.shot_passes.piece_pass`);
-the cuts are decided over all pieces' scores at once, so they are those of one pass. A shorter
-video (or one without a grid) is one pass over every frame
+A video longer than ``chunk_s`` whose frames can be numbered by timestamp (not probed as
+variable-frame-rate) splits into pieces of about ``chunk_s`` seconds that the runner decodes in
+parallel (:func:`~stages.shot_passes.piece_pass`); the cuts are decided over all pieces' scores
+at once, so they are those of one pass. Another video is one pass over every frame
 (:func:`~stages.shot_passes.full_pass`). ``sparse_decode`` (off by default) makes that one pass
 leave out most non-reference frames and decode afterwards only the gaps where a cut may lie
 (:func:`~stages.shot_passes.sparse_pass`): the same cuts, but its gradual detector sees
@@ -30,9 +30,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from curation.decode import analysis_size
-from curation.records import Record
+from curation.records import Record, fail
 from curation.resources import SPEED_ONLY, Resources
-from curation.seek import frame_grid
+from curation.seek import GridMismatch, frame_grid
 from stages import ChunkedStage, ChunkFailure
 from stages.shot_passes import PassResult, ShotPiece, piece_pass, whole_pass
 from stages.transitions import GradualConfig, content_cuts, label_boundaries, tile_shots
@@ -72,7 +72,7 @@ class ShotSplitConfig(BaseModel):
     chunk_s: float | None = Field(
         300.0, gt=0, description="Seconds of video per parallel piece of a longer video (each "
         "decoded from a keyframe a few seconds before it, every frame); null: one pass per "
-        "video. A video whose timestamps are not on one grid is always one pass.",
+        "video. A variable-frame-rate video is always one pass.",
         json_schema_extra=SPEED_ONLY)
     gradual: GradualConfig = GradualConfig()
     signals: SignalConfig = SignalConfig()
@@ -87,7 +87,8 @@ class ShotSplitStage(ChunkedStage[ShotSplitConfig]):
     def chunks(self, record: Record) -> list[ShotPiece | None]:
         """Pieces of about ``chunk_s`` seconds, or ``[None]``: the whole video in one pass."""
         limit, fps = self.config.chunk_s, record["fps"]
-        if limit is None or not record.get("duration_s") or record["duration_s"] <= limit:
+        if (limit is None or record.get("fps_variable") or not record.get("duration_s")
+                or record["duration_s"] <= limit):
             return [None]
         try:
             grid = frame_grid(record["path"])
@@ -102,19 +103,32 @@ class ShotSplitStage(ChunkedStage[ShotSplitConfig]):
         return [ShotPiece(start, end, max(0, start - warm), min(grid.num_frames, end + tail),
                           grid) for start, end in zip(bounds, bounds[1:], strict=False)]
 
-    def process_chunk(self, record: Record, chunk: ShotPiece | None) -> PassResult | ChunkFailure:
-        """Measure one piece (or the whole video); decoder errors fail the video."""
+    def process_chunk(self, record: Record, chunk: ShotPiece | None
+                      ) -> PassResult | GridMismatch | ChunkFailure:
+        """Measure one piece (or the whole video); decoder errors fail the video. A piece whose
+        frames are not where the timestamps put them returns the mismatch: :meth:`join` then
+        measures the video in one pass."""
         size = analysis_size(record["width"], record["height"], self.config.analysis_width)
         try:
             if chunk is None:
                 return whole_pass(record["path"], size, record["fps"], self.config)
             threads = max(1, round(self.config.resources.num_cpus))  # its share of the cores
             return piece_pass(record["path"], size, record["fps"], chunk, self.config, threads)
+        except GridMismatch as err:
+            return err
         except Exception as err:  # decoder errors come in many types
             return ChunkFailure("decode_error", f"{type(err).__name__}: {err}")
 
-    def join(self, record: Record, results: list[PassResult]) -> Record:
-        """Cuts and shots from every piece's measurements."""
+    def join(self, record: Record, results: list[PassResult | GridMismatch]) -> Record:
+        """Cuts and shots from every piece's measurements, or from one pass over the video when
+        a piece could not trust the timestamps."""
+        mismatch = next((r for r in results if isinstance(r, GridMismatch)), None)
+        if mismatch is not None:
+            log.info("shot split of %s in one pass: %s", record["path"], mismatch)
+            whole = self.process_chunk(record, None)
+            if isinstance(whole, ChunkFailure):
+                return fail(record, self.name, whole.rule, whole.detail)
+            results = [whole]
         shots, count, signals = shots_from(results, record["fps"], self.config)
         record["shots"] = shots
         record["num_shots"] = len(shots)

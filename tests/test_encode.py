@@ -132,7 +132,7 @@ def test_a_decoded_frame_off_the_grid_falls_back_to_counting(
     record = _record(path, edges, cuts, fps)
     stage = EncodeStage(EncodeConfig(short_side=96, chunk_s=3.0), tmp_path / "wrong-grid")
     grid = frame_grid(str(path))
-    wrong = dataclasses.replace(grid, step=grid.step * 2, num_frames=grid.num_frames // 2)
+    wrong = dataclasses.replace(grid, pts=grid.pts[::2])  # every other frame missing
     results = [stage.process_chunk(record, EncodeChunk((0, 1), wrong))]
     assert _outputs(stage.join(record, results)) == _outputs(one)
     assert "encoding from the first frame" in caplog.text
@@ -141,12 +141,45 @@ def test_a_decoded_frame_off_the_grid_falls_back_to_counting(
 def test_variable_frame_rate_is_one_chunk_from_the_start(tmp_path: Path) -> None:
     path = tmp_path / "vfr.mp4"
     media.make_variable_fps(path)
-    assert frame_grid(str(path)) is None
     stage = EncodeStage(EncodeConfig(short_side=96, chunk_s=0.5), tmp_path / "staging")
-    for flagged in (True, False):  # probe's flag, or timestamps found off one grid
-        record = dict(_record(path, [0, 20, 40, 60, 70], [], 30.0), fps_variable=flagged)
-        (chunk,) = stage.chunks(record)
-        assert chunk.positions == (0, 1, 2, 3) and chunk.grid is None
+    record = dict(_record(path, [0, 20, 40, 60, 70], [], 30.0), fps_variable=True)
+    (chunk,) = stage.chunks(record)
+    assert chunk.positions == (0, 1, 2, 3) and chunk.grid is None
+
+
+@pytest.mark.parametrize("kind", ["variable frame rate", "matroska", "repeated timestamps"])
+def test_seeking_numbers_frames_by_timestamp_rank_where_they_are_not_evenly_spaced(
+    kind: str, tmp_path: Path,
+) -> None:
+    """Uneven timestamps (variable rate; Matroska's whole milliseconds at 24 fps) still number
+    frames after a seek as the sequential decode counts them; repeated ones cannot."""
+    path = tmp_path / ("clip.mkv" if kind == "matroska" else "clip.mp4")
+    if kind == "variable frame rate":
+        media.make_variable_fps(path)
+    else:
+        source = tmp_path / "cuts.mp4"
+        media.make_cuts(source, [30, 50, 40, 60])
+        args = ["-c", "copy"] if kind == "matroska" else [
+            "-vf", "setpts='floor(N/2)*2/24/TB'", "-fps_mode", "passthrough", "-c:v", "libx264"]
+        subprocess.run(["ffmpeg", "-v", "error", "-i", str(source), *args, str(path)],
+                       check=True)
+    grid = frame_grid(str(path))
+    if kind == "repeated timestamps":
+        assert grid is None
+        return
+    reference = [(i, s, f.to_ndarray()) for i, s, f in iter_timed_frames(str(path))]
+    assert grid is not None and grid.num_frames == len(reference)
+    steps = {b - a for a, b in zip(grid.pts, grid.pts[1:], strict=False)}
+    assert len(steps) > 1  # not evenly spaced
+    for start in [0, *grid.keyframes[1:], grid.keyframes[-1] + 3, len(reference) - 1]:
+        got = list(iter_frames_from(str(path), grid, start))
+        first = got[0][0]
+        assert first == grid.keys_before(start)[0] <= start
+        for (index, seconds, frame), (ref_index, ref_seconds, ref_planes) in zip(
+                got, reference[first:], strict=True):
+            assert (index, seconds) == (ref_index, ref_seconds)
+            assert np.array_equal(frame.to_ndarray(), ref_planes)
+    assert grid.seconds(0, len(reference)) == [s for _, s, _ in reference]
 
 
 @pytest.mark.parametrize("degrees", [90, 270])

@@ -3,6 +3,7 @@ tasks (:mod:`curation.fan_out`) gives the same record; a failing piece fails its
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -15,6 +16,7 @@ from pydantic import BaseModel
 
 from curation.records import Record
 from curation.resources import Resources
+from curation.seek import FrameGrid
 from stages import ChunkedStage, consecutive_groups
 from stages.probe import ProbeConfig, ProbeStage
 from stages.shot_crop import ShotCropConfig, ShotCropStage
@@ -100,9 +102,8 @@ def test_a_killed_piece_worker_is_retried_and_a_doomed_piece_fails_its_video(
     assert record["reason"].startswith("pid.worker_lost: piece 1: its worker died 3 times")
 
 
-def test_ocr_in_parallel_pieces_equals_the_whole_video_at_once(
-    local_ray: None, tmp_path: Path
-) -> None:
+def _subtitled(tmp_path: Path) -> Record:
+    """A probed four-shot video with subtitles and a watermark, its shots given."""
     video = tmp_path / "subtitled.mp4"
     spec = TextVideo([["HELLO WORLD"], ["SCENE TWO"], ["AND THREE"], ["THE END"]],
                      shot_frames=30, watermark="MOGA TV")
@@ -112,6 +113,13 @@ def test_ocr_in_parallel_pieces_equals_the_whole_video_at_once(
     bounds = [0, *spec.cuts, probed["num_frames"]]
     probed["shots"] = [{"shot_index": i, "start_frame": a, "end_frame": b}
                        for i, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False))]
+    return probed
+
+
+def test_ocr_in_parallel_pieces_equals_the_whole_video_at_once(
+    local_ray: None, tmp_path: Path
+) -> None:
+    probed = _subtitled(tmp_path)
     whole = ShotCropStage(ShotCropConfig(chunk_s=None))
     pieces = ShotCropStage(ShotCropConfig(chunk_s=1.0))
     assert len(pieces.chunks(probed)) == 4 and len(whole.chunks(probed)) == 1
@@ -120,3 +128,20 @@ def test_ocr_in_parallel_pieces_equals_the_whole_video_at_once(
                             _mapper(pieces))
     assert got == expected
     assert all(shot["ocr_texts"] and shot["crop_kept_fraction"] < 1 for shot in got["shots"])
+
+
+def test_ocr_pieces_misled_by_the_timestamps_count_frames_from_the_start(tmp_path: Path) -> None:
+    probed = _subtitled(tmp_path)
+    stage = ShotCropStage(ShotCropConfig(chunk_s=1.0))
+    expected = ShotCropStage(ShotCropConfig(chunk_s=None)).process(
+        dict(probed, shots=[dict(s) for s in probed["shots"]]))
+    record = dict(probed, shots=[dict(s) for s in probed["shots"]])
+    wrong = [dataclasses.replace(c, grid=_every_other_frame_missing(c.grid))
+             for c in stage.chunks(record)]
+    assert stage.join(record, [stage.process_chunk(record, c) for c in wrong]) == expected
+
+
+def _every_other_frame_missing(grid: FrameGrid) -> FrameGrid:
+    """Timestamps that mislead a seek: half the frames, the keyframes renumbered to match."""
+    return dataclasses.replace(grid, pts=grid.pts[::2],
+                               keyframes=tuple(sorted({k // 2 for k in grid.keyframes})))

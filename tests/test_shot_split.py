@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from curation.decode import analysis_size
+from curation.seek import FrameGrid, GridMismatch
 from stages.probe import ProbeConfig, ProbeStage
 from stages.shot_passes import full_pass, sparse_pass
 from stages.shot_split import ShotSplitConfig, ShotSplitStage, detect_shots
@@ -115,11 +118,17 @@ def test_container_without_decode_times_falls_back_to_every_frame(
         assert shot["start_time"] == pytest.approx(want["start_time"], abs=1e-3)
 
 
-def test_pieces_find_what_one_pass_finds(tmp_path: Path) -> None:
+@pytest.mark.parametrize("container", ["mp4", "mkv"])
+def test_pieces_find_what_one_pass_finds(container: str, tmp_path: Path) -> None:
     """30 s in four pieces of 180 frames: a dissolve across the first join, a cut on the second
-    and one just after the third; the later pieces warm up from a keyframe before them."""
+    and one just after the third; the later pieces warm up from a keyframe before them. In
+    Matroska the frame times are whole milliseconds, unevenly spaced at 24 fps."""
     path = tmp_path / "film.mp4"
     span, cuts = media.make_dissolve_then_cuts(path, [200, 184, 190, 170], 24)
+    if container == "mkv":
+        subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-c", "copy",
+                        str(path.with_suffix(".mkv"))], check=True)
+        path = path.with_suffix(".mkv")
     assert span == (176, 200) and cuts == [360, 550]
     record = ProbeStage(ProbeConfig()).process({"path": str(path), "status": "pending"})
     pieces = ShotSplitStage(ShotSplitConfig(chunk_s=7.5))
@@ -149,3 +158,27 @@ def test_sparse_pass_can_miss_a_faint_dissolve_so_it_is_off_by_default(tmp_path:
     assert full_pass(str(path), size, 24.0, config).spans == [Span(177, 186)]
     assert sparse_pass(str(path), size, 24.0, config).spans == []
     assert not config.sparse_decode
+
+
+def test_a_piece_misled_by_the_timestamps_makes_the_join_measure_one_pass(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = tmp_path / "film.mp4"
+    media.make_dissolve_then_cuts(path, [200, 184, 190, 170], 24)
+    record = ProbeStage(ProbeConfig()).process({"path": str(path), "status": "pending"})
+    stage = ShotSplitStage(ShotSplitConfig(chunk_s=7.5))
+    pieces = [dataclasses.replace(c, grid=_every_other_frame_missing(c.grid))
+              for c in stage.chunks(record)]
+    results = [stage.process_chunk(record, piece) for piece in pieces]
+    assert any(isinstance(r, GridMismatch) for r in results)
+    with caplog.at_level(logging.INFO, logger="stages.shot_split"):
+        joined = stage.join(dict(record), results)
+    assert "in one pass" in caplog.text
+    whole = ShotSplitStage(ShotSplitConfig(chunk_s=None)).process(dict(record))
+    assert joined["shots"] == whole["shots"] and joined["frame_signals"] == whole["frame_signals"]
+
+
+def _every_other_frame_missing(grid: FrameGrid) -> FrameGrid:
+    """Timestamps that mislead a seek: half the frames, the keyframes renumbered to match."""
+    return dataclasses.replace(grid, pts=grid.pts[::2],
+                               keyframes=tuple(sorted({k // 2 for k in grid.keyframes})))
