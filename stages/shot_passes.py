@@ -107,7 +107,7 @@ def piece_pass(path: str, size: tuple[int, int], fps: float, piece: ShotPiece,
     decoded = iter_frames_from(path, piece.grid, piece.warm_start, config.fast_decode, threads)
     frames = ((index, seconds, analysis_bgr(frame, size)) for index, seconds, frame in
               itertools.takewhile(lambda item: item[0] < piece.decode_end, decoded))
-    if config.prefetch_frames > 0:
+    if config.prefetch_frames > 0 and threads != 1:  # on one CPU a second thread only costs
         frames = prefetched(frames, config.prefetch_frames)
     result = _analyse(frames, piece.start, piece.end, fps, config)
     if len(result.times) != piece.end - piece.start:

@@ -62,7 +62,8 @@ class ShotSplitConfig(BaseModel):
         True, description="Skip H.264/HEVC deblocking in the analysis pass (about 15% faster)."
     )
     prefetch_frames: int = Field(
-        32, ge=0, description="Decode this many frames ahead in a background thread (0: off).",
+        32, ge=0, description="Decode this many frames ahead in a background thread (0: off); "
+        "not in pieces holding one CPU, where the second thread only adds hand-offs.",
         json_schema_extra=SPEED_ONLY)
     sparse_decode: bool = Field(
         False, description="In a one-pass video, decode reference frames and the frames the "
