@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from fractions import Fraction
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -236,6 +237,14 @@ def _plane(plane: object) -> np.ndarray:
     return rows[:, :plane.width]
 
 
+def seconds_from(pts: Sequence[int], first_pts: int, time_base: Fraction) -> list[float]:
+    """Seconds of each timestamp in ``pts`` after ``first_pts``, with the float operations PyAV
+    uses for ``frame.time``, so they equal the times :func:`iter_timed_frames` reports."""
+    num, den = time_base.numerator, time_base.denominator
+    first = float(first_pts) * num / den
+    return [float(t) * num / den - first for t in pts]
+
+
 class SparseDecodeError(RuntimeError):
     """The stream breaks an assumption of the sparse pass (one frame per packet, numbered by
     presentation time); the caller decodes every frame instead."""
@@ -254,9 +263,7 @@ class FrameNumbering:
 
     def seconds(self) -> list[float]:
         """Each frame's time from the first frame, computed as :func:`iter_timed_frames` does."""
-        num, den = self.time_base.numerator, self.time_base.denominator
-        first = float(self.pts[0]) * num / den
-        return [float(pts) * num / den - first for pts in self.pts]
+        return seconds_from(self.pts, self.pts[0], self.time_base)
 
     def key_before(self, index: int) -> int:
         """The last key frame at or before frame ``index`` (the first key frame if none is)."""
@@ -320,7 +327,6 @@ def iter_window_frames(
     previous window when no key frame lies between them), skips non-reference frames up to the
     window, and decodes the window's frames one by one.
     """
-
     import av
 
     spans = sorted(windows)
@@ -375,7 +381,6 @@ def _sparse_frames(
 ) -> Iterator[tuple[int, object]]:
     import heapq
     from collections import deque
-
 
     with open_video(path, skip_loop_filter) as (container, stream):
         context = stream.codec_context

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
-from curation.decode import iter_timed_frames, open_video
+from curation.decode import iter_timed_frames, open_video, seconds_from
 
 
 class GridMismatch(ValueError):
@@ -49,11 +49,8 @@ class FrameGrid:
         return index
 
     def seconds(self, start: int, end: int) -> list[float]:
-        """Times of frames ``[start, end)`` from frame 0, computed as
-        :meth:`curation.decode.FrameNumbering.seconds` computes them."""
-        num, den = self.time_base.numerator, self.time_base.denominator
-        first = float(self.pts[0]) * num / den
-        return [float(self.pts[i]) * num / den - first for i in range(start, end)]
+        """Times of frames ``[start, end)`` from frame 0, as the sequential decode reports them."""
+        return seconds_from(self.pts[start:end], self.pts[0], self.time_base)
 
     def keys_before(self, index: int) -> list[int]:
         """Keyframes at or before frame ``index``, nearest first."""
@@ -79,6 +76,13 @@ def frame_grid(path: str) -> FrameGrid | None:
         return None  # the decoder drops or reorders the first frame: count from the start
     keys = tuple(i for i, (_, key) in enumerate(packets) if key)
     return FrameGrid(pts, float(first[2].time), keys, time_base)
+
+
+def grid_for_pieces(record: dict) -> FrameGrid | None:
+    """The grid the pieces of ``record``'s video seek by; None keeps the video in one piece
+    decoded from the start (probed as variable-frame-rate, or frames not numbered by timestamp).
+    Demuxes the whole file."""
+    return None if record.get("fps_variable") else frame_grid(record["path"])
 
 
 def iter_frames_from(path: str, grid: FrameGrid, start: int, skip_loop_filter: bool = False,

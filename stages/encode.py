@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from curation.decode import iter_timed_frames
 from curation.records import Record
 from curation.resources import SPEED_ONLY, Resources
-from curation.seek import FrameGrid, GridMismatch, frame_grid, iter_frames_from
+from curation.seek import FrameGrid, GridMismatch, grid_for_pieces, iter_frames_from
 from stages import ChunkedStage, ChunkFailure, consecutive_groups
 from stages.encode_writer import SampleWriter
 
@@ -81,8 +81,8 @@ class EncodeStage(ChunkedStage[EncodeConfig]):
             [(samples[i]["start_frame"], samples[i]["end_frame"]) for i in order], max_frames)
         runs = [tuple(order[i] for i in group) for group in groups]
         grid = None
-        if len(runs) > 1 and not record.get("fps_variable"):
-            grid = frame_grid(record["path"])
+        if len(runs) > 1:
+            grid = grid_for_pieces(record)
         if grid is None:
             return [EncodeChunk(tuple(itertools.chain(*runs)), None)]
         return [EncodeChunk(run, grid) for run in runs]

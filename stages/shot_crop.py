@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from curation.decode import analysis_size
 from curation.records import Record, drop_shot, live_shots
 from curation.resources import SPEED_ONLY, Resources
-from curation.seek import FrameGrid, GridMismatch, frame_grid, iter_frames_at
+from curation.seek import FrameGrid, GridMismatch, grid_for_pieces, iter_frames_at
 from stages import ChunkedStage, ChunkFailure, consecutive_groups
 from stages.crop_geometry import Rect, expand, group_by_place, largest_crop, union
 
@@ -177,9 +177,9 @@ class ShotCropStage(ChunkedStage[ShotCropConfig]):
         groups = consecutive_groups([(s["start_frame"], s["end_frame"]) for s in shots],
                                     max_frames)
         grid = None
-        if len(groups) > 1 and not record.get("fps_variable"):
+        if len(groups) > 1:
             with _decoding():
-                grid = frame_grid(record["path"])
+                grid = grid_for_pieces(record)
         if grid is None:
             groups = [[i for group in groups for i in group]] if groups else []
         return [CropChunk(tuple(shots[i]["shot_index"] for i in group), grid)

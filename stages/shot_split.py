@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from curation.decode import analysis_size
 from curation.records import Record, fail
 from curation.resources import SPEED_ONLY, Resources
-from curation.seek import GridMismatch, frame_grid
+from curation.seek import GridMismatch, grid_for_pieces
 from stages import ChunkedStage, ChunkFailure
 from stages.shot_passes import PassResult, ShotPiece, piece_pass, whole_pass
 from stages.transitions import GradualConfig, content_cuts, label_boundaries, tile_shots
@@ -88,11 +88,10 @@ class ShotSplitStage(ChunkedStage[ShotSplitConfig]):
     def chunks(self, record: Record) -> list[ShotPiece | None]:
         """Pieces of about ``chunk_s`` seconds, or ``[None]``: the whole video in one pass."""
         limit, fps = self.config.chunk_s, record["fps"]
-        if (limit is None or record.get("fps_variable") or not record.get("duration_s")
-                or record["duration_s"] <= limit):
+        if limit is None or not record.get("duration_s") or record["duration_s"] <= limit:
             return [None]
         try:
-            grid = frame_grid(record["path"])
+            grid = grid_for_pieces(record)
         except Exception as err:  # the whole-video pass will report what is wrong with the file
             log.info("shot split reads %s in one pass: %s", record["path"], err)
             return [None]

@@ -6,8 +6,11 @@ No command goes through a shell.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
+
+from curation.seek import FrameGrid
 
 # Visually distinct lavfi sources; each is a different "shot".
 SOURCES = [
@@ -98,6 +101,13 @@ def make_dissolve_then_cuts(
              *_encode(path, fps)])
     second = frames[0] + frames[1] - blend
     return (frames[0] - blend, frames[0]), [second + sum(frames[2:i]) for i in range(2, n)]
+
+
+def misleading_grid(grid: FrameGrid) -> FrameGrid:
+    """Timestamps that mislead a seek: half of ``grid``'s frames, the keyframes renumbered to
+    match, so decoded frames turn up where this grid has no frame."""
+    return dataclasses.replace(grid, pts=grid.pts[::2],
+                               keyframes=tuple(sorted({k // 2 for k in grid.keyframes})))
 
 
 def make_fade_through_black(

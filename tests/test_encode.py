@@ -4,7 +4,6 @@ HDR is tone-mapped to BT.709, and an encoder never outlives its killed worker.""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -132,7 +131,7 @@ def test_a_decoded_frame_off_the_grid_falls_back_to_counting(
     record = _record(path, edges, cuts, fps)
     stage = EncodeStage(EncodeConfig(short_side=96, chunk_s=3.0), tmp_path / "wrong-grid")
     grid = frame_grid(str(path))
-    wrong = dataclasses.replace(grid, pts=grid.pts[::2])  # every other frame missing
+    wrong = media.misleading_grid(grid)
     results = [stage.process_chunk(record, EncodeChunk((0, 1), wrong))]
     assert _outputs(stage.join(record, results)) == _outputs(one)
     assert "encoding from the first frame" in caplog.text

@@ -16,10 +16,10 @@ from pydantic import BaseModel
 
 from curation.records import Record
 from curation.resources import Resources
-from curation.seek import FrameGrid
 from stages import ChunkedStage, consecutive_groups
 from stages.probe import ProbeConfig, ProbeStage
 from stages.shot_crop import ShotCropConfig, ShotCropStage
+from tests import media
 from tests.media_text import TextVideo, make_text_video
 
 ray = pytest.importorskip("ray")
@@ -136,12 +136,7 @@ def test_ocr_pieces_misled_by_the_timestamps_count_frames_from_the_start(tmp_pat
     expected = ShotCropStage(ShotCropConfig(chunk_s=None)).process(
         dict(probed, shots=[dict(s) for s in probed["shots"]]))
     record = dict(probed, shots=[dict(s) for s in probed["shots"]])
-    wrong = [dataclasses.replace(c, grid=_every_other_frame_missing(c.grid))
+    wrong = [dataclasses.replace(c, grid=media.misleading_grid(c.grid))
              for c in stage.chunks(record)]
     assert stage.join(record, [stage.process_chunk(record, c) for c in wrong]) == expected
 
-
-def _every_other_frame_missing(grid: FrameGrid) -> FrameGrid:
-    """Timestamps that mislead a seek: half the frames, the keyframes renumbered to match."""
-    return dataclasses.replace(grid, pts=grid.pts[::2],
-                               keyframes=tuple(sorted({k // 2 for k in grid.keyframes})))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from curation.decode import analysis_size
-from curation.seek import FrameGrid, GridMismatch
+from curation.seek import GridMismatch
 from stages.probe import ProbeConfig, ProbeStage
 from stages.shot_passes import full_pass, sparse_pass
 from stages.shot_split import ShotSplitConfig, ShotSplitStage, detect_shots
@@ -167,7 +167,7 @@ def test_a_piece_misled_by_the_timestamps_makes_the_join_measure_one_pass(
     media.make_dissolve_then_cuts(path, [200, 184, 190, 170], 24)
     record = ProbeStage(ProbeConfig()).process({"path": str(path), "status": "pending"})
     stage = ShotSplitStage(ShotSplitConfig(chunk_s=7.5))
-    pieces = [dataclasses.replace(c, grid=_every_other_frame_missing(c.grid))
+    pieces = [dataclasses.replace(c, grid=media.misleading_grid(c.grid))
               for c in stage.chunks(record)]
     results = [stage.process_chunk(record, piece) for piece in pieces]
     assert any(isinstance(r, GridMismatch) for r in results)
@@ -177,8 +177,3 @@ def test_a_piece_misled_by_the_timestamps_makes_the_join_measure_one_pass(
     whole = ShotSplitStage(ShotSplitConfig(chunk_s=None)).process(dict(record))
     assert joined["shots"] == whole["shots"] and joined["frame_signals"] == whole["frame_signals"]
 
-
-def _every_other_frame_missing(grid: FrameGrid) -> FrameGrid:
-    """Timestamps that mislead a seek: half the frames, the keyframes renumbered to match."""
-    return dataclasses.replace(grid, pts=grid.pts[::2],
-                               keyframes=tuple(sorted({k // 2 for k in grid.keyframes})))
