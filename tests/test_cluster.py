@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests import media
-from tests.test_run import _clips, _tables
+from tests.outputs import clips, tables
 
 pytestmark = pytest.mark.slow
 CURATE = [sys.executable, "-m", "curation.cli", "run"]
@@ -88,7 +88,7 @@ def test_a_two_node_cluster_gives_the_output_of_a_local_run(
                            "-c", str(pieces)], capture_output=True, text=True, env=ENV,
                           timeout=600)
     assert done.returncode == 0, done.stderr
-    videos, shots = _tables(cluster)
+    videos, shots = tables(cluster)
     assert [v["status"] for v in videos] == ["accepted"] * 4 and len(shots) == 12
-    assert (videos, shots) == _tables(local)
-    assert _clips(cluster) == _clips(local) and _clips(local)
+    assert (videos, shots) == tables(local)
+    assert clips(cluster) == clips(local) and clips(local)

@@ -25,7 +25,7 @@ from curation.records import Record
 from curation.resources import Resources
 from curation.watchdog import MAX_ATTEMPTS, ItemWatchdog, lost_in
 from tests import media
-from tests.test_run import _clips, _tables
+from tests.outputs import clips, tables
 
 LIMIT = Resources(timeout_s=1.5, timeout_per_video_second=0.0)
 
@@ -244,8 +244,8 @@ def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_resumes(
     _resize(tmpfs, 64 << 20)
     resumed = _curate(raw, out)
     assert resumed.returncode == 0, resumed.stderr
-    assert _tables(out) == _tables(reference)
-    assert _clips(out) == _clips(reference) and _clips(reference)
+    assert tables(out) == tables(reference)
+    assert clips(out) == clips(reference) and clips(reference)
 
 
 def _curate(raw: Path, out: Path) -> subprocess.CompletedProcess:

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
-import pyarrow.dataset as ds
 import pytest
 
-from curation.schema import STAGE_NAMES
 from tests import media
+from tests.outputs import clips, tables
 
 pytestmark = pytest.mark.slow
 CURATE = [sys.executable, "-m", "curation.cli"]
-VOLATILE = {"path", "decoder", *(f"seconds_{name}" for name in STAGE_NAMES)}
 
 
 def _curate(*args: str, **kwargs: object) -> subprocess.CompletedProcess:
@@ -29,32 +25,8 @@ def _curate(*args: str, **kwargs: object) -> subprocess.CompletedProcess:
                           text=True, timeout=600, **kwargs)
 
 
-def _tables(out: Path) -> tuple[list[dict], list[dict]]:
-    videos = [{k: v for k, v in row.items() if k not in VOLATILE}
-              for row in ds.dataset(out / "videos").to_table().to_pylist()]
-    shots = ds.dataset(out / "shots").to_table().to_pylist()
-    key = lambda r: (r["video_id"], r.get("shot_index", 0))  # noqa: E731
-    return sorted(videos, key=key), sorted(shots, key=key)
-
-
-def _clips(out: Path) -> list[tuple]:
-    """Every sample in the shards as (key, json, mp4 digest), whatever shard holds it."""
-    samples = []
-    for shard in sorted((out / "clips").glob("clips-*.tar")):
-        with tarfile.open(shard) as tar:
-            members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
-        for name, data in members.items():
-            if name.endswith(".json"):
-                key = name[: -len(".json")]
-                digest = hashlib.sha256(members[f"{key}.mp4"]).hexdigest()
-                samples.append((key, json.loads(data)["shots"], digest))
-    index = ds.dataset(out / "clips_index").to_table().to_pylist()
-    assert sorted(r["key"] for r in index) == sorted(key for key, _, _ in samples)
-    return sorted(samples)
-
-
 def _assert_shots_tile(out: Path) -> None:
-    videos, shots = _tables(out)
+    videos, shots = tables(out)
     for video in (v for v in videos if v["status"] == "accepted"):
         mine = [s for s in shots if s["video_id"] == video["video_id"]]
         assert mine[0]["start_frame"] == 0 and mine[-1]["end_frame"] == video["frames_decoded"]
@@ -74,7 +46,7 @@ def test_every_file_appears_once_with_a_status(
     out = tmp_path / "out"
     done = _curate(str(sample_folder), str(out), "--strict")
     assert done.returncode == 1, done.stderr  # --strict: some inputs failed
-    videos, _ = _tables(out)
+    videos, _ = tables(out)
     by_name = {v["rel_path"]: v for v in videos}
     assert len(by_name) == len(videos) == 3 + len(bad_inputs) + 1
     for name, (_, status, rule) in bad_inputs.items():
@@ -88,10 +60,10 @@ def test_every_file_appears_once_with_a_status(
     assert summary["failed_by_rule"]["probe.empty_file"] == 1
     assert "inputs 11" in done.stdout
 
-    before = _tables(out)
+    before = tables(out)
     again = _curate(str(sample_folder), str(out))
     assert again.returncode == 0 and "0 files processed" in again.stdout
-    assert _tables(out) == before
+    assert tables(out) == before
     assert len(list((out / "videos").glob("part-*.parquet"))) == len(
         list((out / "shots").glob("part-*.parquet")))
 
@@ -120,8 +92,8 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None
     resumed = _curate(str(raw), str(killed), "-c", str(config))
     assert resumed.returncode == 0, resumed.stderr
     assert f"{10 - committed} files processed" in resumed.stdout
-    assert _tables(killed) == _tables(reference)
-    assert _clips(killed) == _clips(reference) and _clips(reference)
+    assert tables(killed) == tables(reference)
+    assert clips(killed) == clips(reference) and clips(reference)
     assert not list(killed.glob("clips/.*.tmp")) and not (killed / ".staging").exists()
 
 
