@@ -61,8 +61,12 @@ def encoder_args(path: Path, picture: Picture, first_frame: object, config: Enco
     if transfer:
         stream = tone_map(stream, transfer, first_frame)
         tags = _BT709
+    # One x264 thread: frame-threaded x264 wrote different bytes for the same frames from run to
+    # run on a loaded machine (benchmarks/RESULTS.md), and it spends about 5% more CPU; the
+    # runner's parallel pieces keep the cores busy instead.
     return (stream.output(str(path), vcodec="libx264", pix_fmt="yuv420p", crf=config.crf,
-                          preset=config.preset, movflags="+faststart", an=None, **tags)
+                          preset=config.preset, threads=1, movflags="+faststart", an=None,
+                          **tags)
             .global_args("-loglevel", "error", "-nostdin").overwrite_output().compile())
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests import media
-from tests.outputs import clips, tables
+from tests.outputs import assert_same_output, tables
 
 pytestmark = pytest.mark.slow
 CURATE = [sys.executable, "-m", "curation.cli", "run"]
@@ -90,5 +90,4 @@ def test_a_two_node_cluster_gives_the_output_of_a_local_run(
     assert done.returncode == 0, done.stderr
     videos, shots = tables(cluster)
     assert [v["status"] for v in videos] == ["accepted"] * 4 and len(shots) == 12
-    assert (videos, shots) == tables(local)
-    assert clips(cluster) == clips(local) and clips(local)
+    assert_same_output(cluster, local)

@@ -123,6 +123,18 @@ def test_chunked_encode_equals_the_one_chunk_encode(source: tuple, tmp_path: Pat
     assert _outputs(chunked) == _outputs(one)  # byte-identical mp4s, identical columns
 
 
+def test_encoder_runs_one_x264_thread_so_equal_frames_give_equal_bytes(tmp_path: Path) -> None:
+    # frame-threaded x264 wrote different bytes for the same 480p frames on a loaded machine
+    # (benchmarks/RESULTS.md); at this size its automatic choice would be several threads
+    path = tmp_path / "wide.mp4"
+    cuts = media.make_cuts(path, [24, 24], w=854, h=480)
+    stage = EncodeStage(EncodeConfig(short_side=480), tmp_path / "staging")
+    record = stage.process(_record(path, [0, 48], cuts, 24.0, size=(854, 480)))
+    mp4, _ = _outputs(record)[0]
+    settings = mp4[mp4.index(b"x264 - core"):].split(b"\0")[0].decode()
+    assert " threads=1 lookahead_threads=1 " in settings, settings
+
+
 def test_a_decoded_frame_off_the_grid_falls_back_to_counting(
         source: tuple, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path, cuts, fps = source
