@@ -26,19 +26,25 @@ _SAMPLE_BYTES = 1 << 20
 
 
 def discover(root: Path, config: InputConfig) -> list[Record]:
-    """One record per video file under ``root``, sorted by path, duplicates marked."""
-    records = [_new_record(path, root) for path in _walk(root, config)]
+    """One record per video file under ``root``, sorted by path, duplicates marked; a folder
+    that cannot be listed is a ``failed`` record too, since its files cannot be named."""
+    found, unlistable = _walk(root, config)
+    records = [_new_record(path, root) for path in found]
+    records += [_unlistable_record(err, root) for err in unlistable]
     _assign_ids(records)
     return sorted(records, key=lambda r: r["path"])
 
 
-def _walk(root: Path, config: InputConfig) -> list[Path]:
-    """Candidate files, each directory visited once even through symlink loops."""
+def _walk(root: Path, config: InputConfig) -> tuple[list[Path], list[OSError]]:
+    """Candidate files, each directory visited once even through symlink loops, and the
+    errors of folders that could not be listed."""
     known = {e.lower().lstrip(".") for e in config.extensions}
     ignored = {e.lower().lstrip(".") for e in config.ignore_extensions}
     seen_dirs: set[str] = set()
     found: list[Path] = []
-    for directory, subdirs, files in os.walk(root, followlinks=config.follow_symlinks):
+    unlistable: list[OSError] = []
+    for directory, subdirs, files in os.walk(root, onerror=unlistable.append,
+                                             followlinks=config.follow_symlinks):
         real = os.path.realpath(directory)
         if real in seen_dirs:
             subdirs.clear()
@@ -54,7 +60,7 @@ def _walk(root: Path, config: InputConfig) -> list[Path]:
                 config.probe_unknown and suffix not in ignored and _ffprobe_sees_video(path)
             ):
                 found.append(path)
-    return found
+    return found, unlistable
 
 
 def _ffprobe_sees_video(path: Path) -> bool:
@@ -73,6 +79,7 @@ def _new_record(path: Path, root: Path) -> Record:
     record: Record = {
         "path": str(path.absolute()),
         "rel_path": str(path.relative_to(root)),
+        "path_bytes": os.fsencode(path.absolute()),
         "status": Status.PENDING.value,
         "reason": None,
         "duplicate_of": None,
@@ -94,6 +101,24 @@ def _new_record(path: Path, root: Path) -> Record:
             reason=f"discover.unreadable: cannot read file: {cause}",
         )
     return record
+
+
+def _unlistable_record(err: OSError, root: Path) -> Record:
+    """The ``failed`` record of a folder under ``root`` that could not be listed."""
+    folder = Path(err.filename or root)
+    rel_path = str(folder.relative_to(root)) if folder != root else "."
+    return {
+        "path": str(folder.absolute()),
+        "rel_path": rel_path,
+        "path_bytes": os.fsencode(folder.absolute()),
+        "size_bytes": None,
+        "video_id": _hash_text(f"unlistable:{rel_path}"),
+        "status": Status.FAILED.value,
+        "duplicate_of": None,
+        "reject_stage": "discover",
+        "reject_rule": "unlistable_folder",
+        "reason": f"discover.unlistable_folder: cannot list the folder: {err.strerror}",
+    }
 
 
 def quick_fingerprint(path: Path, size: int) -> str:
@@ -143,4 +168,4 @@ def _assign_ids(records: list[Record]) -> None:
 
 
 def _hash_text(text: str) -> str:
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    return hashlib.blake2b(os.fsencode(text), digest_size=8).hexdigest()

@@ -12,6 +12,7 @@ import sys
 import time
 from typing import TextIO
 
+from curation.names import one_line
 from curation.records import Record
 
 MODES = ("auto", "bar", "plain", "quiet")
@@ -42,14 +43,15 @@ class Progress:
         """Count one finished video and show it."""
         self.done += 1
         if self._bar is not None:
-            self._bar.set_postfix_str(f"{record['status']}: {record['rel_path']}"[-60:])
+            self._bar.set_postfix_str(f"{record['status']}: {one_line(record['rel_path'])}"[-60:])
             self._bar.update(1)
         elif self.mode == "plain":
             status = record["status"]
             detail = (f"{record.get('num_shots')} shots, {record.get('num_samples') or 0} samples"
                       if status == "accepted" else record["reason"])
-            print(f"[{self.done}/{self.total} {self._rate()}] {status:9s} {record['rel_path']}: "
-                  f"{detail}", file=self.stream, flush=True)
+            print(f"[{self.done}/{self.total} {self._rate()}] {status:9s} "
+                  f"{one_line(record['rel_path'])}: {one_line(str(detail))}", file=self.stream,
+                  flush=True)
 
     def close(self) -> None:
         """End the bar (if any)."""

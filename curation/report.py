@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import tarfile
 import tempfile
 from collections import defaultdict
@@ -259,8 +260,9 @@ def contact_sheet(sample: dict[str, Any], mp4: bytes, video: dict[str, Any],
         handle.write(mp4)
         handle.flush()
         frames = open_reader(handle.name).frames_at(middles)
-    sources = (open_reader(video["path"]).frames_at(source_middles)
-               if Path(video["path"]).is_file() else None)
+    source = os.fsdecode(video["path_bytes"]) if video.get("path_bytes") else video["path"]
+    sources = (open_reader(source).frames_at(source_middles) if Path(source).is_file()
+               else None)
     cards = []
     for i, (shot, source_shot) in enumerate(zip(shots, source_shots, strict=True)):
         images = _img(frames[i], f"frame {middles[i]} of the sample", "output")

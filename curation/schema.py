@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from curation.names import utf8_values
 from curation.records import Record
 
 STAGE_NAMES = ("probe", "video_score", "video_filter", "shot_split", "shot_score", "shot_filter",
@@ -21,6 +22,7 @@ VIDEOS = pa.schema([
     ("video_id", pa.string()),
     ("path", pa.string()),
     ("rel_path", pa.string()),
+    ("path_bytes", pa.binary()),
     ("size_bytes", pa.int64()),
     ("status", pa.string()),
     ("reason", pa.string()),
@@ -142,8 +144,9 @@ CLIPS_INDEX = pa.schema([
 
 
 def to_table(rows: list[Record], schema: pa.Schema) -> pa.Table:
-    """Rows as a table of ``schema``; missing columns are null, extra keys are ignored."""
-    columns = {name: [row.get(name) for row in rows] for name in schema.names}
+    """Rows as a table of ``schema``; missing columns are null, extra keys are ignored, and
+    text is made valid UTF-8 (:func:`utf8_text`)."""
+    columns = {name: [utf8_values(row.get(name)) for row in rows] for name in schema.names}
     return pa.table(columns, schema=schema)
 
 
@@ -167,7 +170,7 @@ def clip_metadata(record: Record, sample: dict) -> dict:
             "caption": (sample.get("shot_captions") or [None] * (position + 1))[position],
             "scores": {f"vqa_{name}": shot.get(f"vqa_{name}") for name in VQA_SCORES},
         })
-    return {
+    return utf8_values({
         "sample_id": sample["sample_id"],
         "video_id": record["video_id"],
         "source_path": record["path"],
@@ -189,4 +192,4 @@ def clip_metadata(record: Record, sample: dict) -> dict:
         "rotation": sample.get("rotation", 0),
         "tone_mapped_from": sample.get("tone_mapped_from"),
         "shots": rows,
-    }
+    })

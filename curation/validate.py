@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from curation.config import parse_config
 from curation.discover import discover
+from curation.names import utf8_text
 from curation.records import Status
 from curation.schema import CLIPS_INDEX, SHOTS, VIDEOS
 
@@ -97,16 +98,16 @@ def check_inputs(out_dir: Path, videos: list[Row], raw_dir: Path | None) -> list
     """Every file discovery finds under the input folder has exactly one row, and no more."""
     problems = [f"videos: video_id {vid} has {n} rows"
                 for vid, n in Counter(v["video_id"] for v in videos).items() if n > 1]
-    roots = {v["path"][: -len(v["rel_path"])] for v in videos if v["path"].endswith(v["rel_path"])}
+    roots = {_input_root(v) for v in videos} - {None}
     if raw_dir is None and len(roots) != 1:
         return problems + [f"videos: rows point at {len(roots)} input folders; pass --raw"]
-    raw_dir = raw_dir or Path(roots.pop())
+    raw_dir = raw_dir or Path(os.fsdecode(roots.pop()))
     if not raw_dir.is_dir():
         return problems + [f"{raw_dir}: input folder is gone; pass --raw to check the inputs"]
     if not (out_dir / "run.json").is_file():
         return problems + ["run.json: missing, so the discovery settings are unknown"]
     config = parse_config(json.loads((out_dir / "run.json").read_text())["config"], "run.json")
-    found = {r["video_id"]: r["rel_path"] for r in discover(raw_dir, config.input)}
+    found = {r["video_id"]: utf8_text(r["rel_path"]) for r in discover(raw_dir, config.input)}
     rows = {v["video_id"]: v for v in videos}
     problems += [f"videos: input {rel} (video_id {vid}) has no row"
                  for vid, rel in found.items() if vid not in rows]
@@ -114,6 +115,15 @@ def check_inputs(out_dir: Path, videos: list[Row], raw_dir: Path | None) -> list
                  f"{raw_dir} (changed since the run?)"
                  for vid, row in rows.items() if vid not in found]
     return problems
+
+
+def _input_root(video: Row) -> bytes | None:
+    """The input folder a ``videos`` row's file was found under, as bytes (exact for any name)."""
+    path = video.get("path_bytes") or os.fsencode(video["path"])
+    if video["rel_path"] == ".":  # the input folder itself could not be listed
+        return path + b"/"
+    parts = path.rsplit(b"/", video["rel_path"].count("/") + 1)  # escaping keeps every "/"
+    return parts[0] + b"/" if len(parts) > 1 else None
 
 
 def check_statuses(videos: list[Row]) -> list[str]:

@@ -10,6 +10,7 @@ encoded-but-uncommitted samples is cleared, and the video ids already in ``video
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -17,13 +18,61 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.records import Record
-from curation.schema import CLIPS_INDEX, SHOTS, VIDEOS, clip_metadata, shot_rows, to_table
+from curation.names import utf8_text
+from curation.records import Record, Status
+from curation.schema import (
+    CLIPS_INDEX,
+    SHOTS,
+    VIDEOS,
+    clip_metadata,
+    shot_rows,
+    to_table,
+)
 from curation.shards import ShardWriter
 from curation.writer_io import atomic_write_bytes
 
+log = logging.getLogger(__name__)
 _PART = re.compile(r"part-(\d+)\.parquet$")
 _SHARD = re.compile(r"clips-(\d+)\.tar$")
+
+
+def writable(records: list[Record]) -> list[Record]:
+    """``records``, with each one whose rows the tables cannot hold replaced by a ``failed``
+    row saying why, so that one odd record never stops the commit of the others."""
+    try:
+        _rows_as_tables(records)
+        return records
+    except (pa.ArrowException, TypeError, ValueError, KeyError) as err:
+        log.warning("a batch of %d videos has an unwritable row (%s); checking each",
+                    len(records), err)
+    checked = []
+    for record in records:
+        try:
+            _rows_as_tables([record])
+            checked.append(record)
+        except (pa.ArrowException, TypeError, ValueError, KeyError) as err:
+            checked.append(_unwritable(record, err))
+    return checked
+
+
+def _rows_as_tables(records: list[Record]) -> None:
+    """Build every table row of ``records`` (index rows without their shard), or raise."""
+    index = [dict(clip_metadata(record, sample), shard="", key="", mp4_bytes=0)
+             for record in records if record["status"] == "accepted"
+             for sample in record.get("samples") or []]
+    to_table(index, CLIPS_INDEX)
+    to_table([row for record in records for row in shot_rows(record)], SHOTS)
+    to_table(records, VIDEOS)
+
+
+def _unwritable(record: Record, err: Exception) -> Record:
+    """The ``failed`` row of a record whose columns the tables cannot hold."""
+    keep = ("video_id", "path", "rel_path", "path_bytes", "size_bytes")
+    failed = {key: record.get(key) for key in keep}
+    failed.update(status=Status.FAILED.value, reject_stage="commit", reject_rule="unwritable_row",
+                  reason=f"commit.unwritable_row: {type(err).__name__}: {err}")
+    log.error("%s: %s", utf8_text(str(record.get("path"))), failed["reason"])
+    return failed
 
 
 class PartWriter:
@@ -56,6 +105,7 @@ class PartWriter:
         """Commit ``records`` (finished videos, their shots and encoded samples) as one part."""
         if not records:
             return
+        records = writable(records)
         name = f"part-{self._next:06d}.parquet"
         samples = [(record, sample) for record in records if record["status"] == "accepted"
                    for sample in record.get("samples") or []]

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,6 +19,37 @@ from tests import media
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+@dataclass(frozen=True)
+class NonRoot:
+    """Runs commands as a user without root's power over permissions."""
+
+    prefix: list[str]  # put before a command to run it as that user ([] when not root)
+    folder: Path  # a work folder that user owns
+
+
+@pytest.fixture
+def non_root(tmp_path: Path) -> Iterator[NonRoot]:
+    """As root, the user ``nobody`` via ``setpriv``, so chmod 000 really locks files out; as
+    any other user, that user. Python may live under /root (mode 700 here): the fixture adds
+    search permission (o+x, no listing) to the folders above the interpreter so ``nobody`` can
+    start it."""
+    if os.geteuid() != 0:
+        yield NonRoot([], tmp_path)
+        return
+    for parent in Path(sys.executable).resolve().parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+    uid = gid = 65534  # nobody:nogroup on Debian
+    folder = Path(tempfile.mkdtemp(prefix="moga-non-root-"))
+    os.chown(folder, uid, gid)
+    try:
+        yield NonRoot(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--",
+                       "env", f"HOME={folder}"], folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,15 @@
 """Awkward inputs through a real run: 10-bit, HDR, rotated, variable frame rate, odd sizes,
-hostile names, a symlink loop, a FIFO, and files deleted or changed while the run is in
-progress. Each ends as a row with a precise reason or is processed; nothing escapes OUT."""
+hostile names (a newline, bytes that are not UTF-8), a symlink loop, a FIFO, and files deleted
+or changed while the run is in progress. Each ends as a row with a precise reason or is
+processed; nothing escapes OUT."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import ClassVar
 
@@ -18,6 +22,7 @@ from curation.plan import PlannedStage, build_plan
 from curation.records import Record
 from curation.resources import Resources
 from tests import media
+from tests.conftest import NonRoot
 
 NAMES = {
     "ten": "-10bit 'single' \"double\".mp4",
@@ -63,6 +68,9 @@ def test_awkward_inputs_each_get_a_precise_row(
     os.symlink("loop.mp4", raw / "loop.mp4")  # a file symlink pointing at itself
     os.symlink("..", raw / "sub" / "back")  # a directory loop: each directory is walked once
     os.mkfifo(raw / "fifo.mp4")  # opening it for reading blocks forever
+    latin1 = os.fsencode(raw) + b"/caf\xe9 latin-1.mp4"  # not UTF-8: Python holds \udce9
+    media.make_encoded(Path(os.fsdecode(latin1)), 48, 256, 144)
+    os.symlink("nowhere", os.fsdecode(os.fsencode(raw) + b"/gone\xff.mp4"))
 
     def plan_with_tampering(config, out_dir):  # noqa: ANN001, ANN202 - build_plan's signature
         return [PlannedStage(TamperStage(), Resources()), *build_plan(config, out_dir)]
@@ -72,7 +80,7 @@ def test_awkward_inputs_each_get_a_precise_row(
     runner.run(raw, out, parse_config({}), runner.RunOptions(num_cpus=2))
 
     rows = {r["rel_path"]: r for r in ds.dataset(out / "videos").to_table().to_pylist()}
-    assert len(rows) == 11
+    assert len(rows) == 13
     outcome = {name: (r["status"], r["reject_stage"], r["reject_rule"]) for name, r in rows.items()}
     for name in (*NAMES.values(), "vfr.mp4"):
         assert outcome[name] == ("accepted", None, None), rows[name]["reason"]
@@ -88,12 +96,16 @@ def test_awkward_inputs_each_get_a_precise_row(
     assert rows["loop.mp4"]["reason"].endswith("cannot read file: broken symlink")
     assert outcome["fifo.mp4"] == ("failed", "discover", "unreadable")
     assert "not a regular file" in rows["fifo.mp4"]["reason"]
+    # Names that are not UTF-8: escaped in the text columns, exact in path_bytes
+    assert outcome["caf\\xe9 latin-1.mp4"] == ("accepted", None, None)
+    assert rows["caf\\xe9 latin-1.mp4"]["path_bytes"] == latin1
+    assert outcome["gone\\xff.mp4"] == ("failed", "discover", "unreadable")
     for name, what in (("deleted.mp4", "deleted"), ("changed.mp4", "changed")):
         assert outcome[name] == ("failed", "runner", "changed_during_run")
         assert f"the file was {what}" in rows[name]["reason"]
 
     index = ds.dataset(out / "clips_index").to_table().to_pylist()
-    accepted = {rows[n]["video_id"] for n in (*NAMES.values(), "vfr.mp4")}
+    accepted = {rows[n]["video_id"] for n in (*NAMES.values(), "vfr.mp4", "caf\\xe9 latin-1.mp4")}
     assert {r["video_id"] for r in index} == accepted
     assert all(re.fullmatch(r"[0-9a-f]{16}-\d{4}", r["key"]) for r in index)
     by_video = {r["video_id"]: r for r in index}
@@ -107,14 +119,30 @@ def test_awkward_inputs_each_get_a_precise_row(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw", "upright.mp4"]
 
 
-def test_an_unreadable_file_is_a_failed_row(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("running as root: chmod 000 does not stop root from reading the file")
-    from curation.config import InputConfig
-    from curation.discover import discover
-
-    media.make_encoded(tmp_path / "locked.mp4", 24, 64, 64)
-    (tmp_path / "locked.mp4").chmod(0)
-    (record,) = discover(tmp_path, InputConfig())
-    assert (record["status"], record["reject_rule"]) == ("failed", "unreadable")
-    assert "Permission denied" in record["reason"]
+def test_a_non_root_user_curates_a_read_only_folder_with_locked_files(
+        non_root: NonRoot, bikes: Path) -> None:
+    raw = non_root.folder / "raw"
+    (raw / "locked folder").mkdir(parents=True)
+    shutil.copy(bikes, raw / "bikes.mp4")
+    shutil.copy(bikes, raw / "locked.mp4")
+    shutil.copy(bikes, raw / "locked folder" / "inner.mp4")
+    (raw / "locked.mp4").chmod(0)
+    (raw / "locked folder").chmod(0)
+    raw.chmod(0o555)  # read-only input: nothing may be written beside the videos
+    out = non_root.folder / "out"
+    curate = [*non_root.prefix, sys.executable, "-m", "curation.cli"]
+    done = subprocess.run([*curate, "run", str(raw), str(out), "--num-cpus", "2"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = {r["rel_path"]: r for r in ds.dataset(out / "videos").to_table().to_pylist()}
+    assert {name: (r["status"], r["reject_rule"]) for name, r in rows.items()} == {
+        "bikes.mp4": ("accepted", None),
+        "locked.mp4": ("failed", "unreadable"),
+        "locked folder": ("failed", "unlistable_folder"),
+    }
+    assert rows["locked.mp4"]["reason"].endswith("cannot read file: Permission denied")
+    assert rows["locked folder"]["reason"].endswith("cannot list the folder: Permission denied")
+    assert sorted(p.name for p in raw.iterdir()) == ["bikes.mp4", "locked folder", "locked.mp4"]
+    valid = subprocess.run([*curate, "validate", str(out)], capture_output=True, text=True,
+                           timeout=300)
+    assert valid.returncode == 0, valid.stdout + valid.stderr
