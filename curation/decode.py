@@ -1,8 +1,9 @@
 """Frame access for the analysis stages.
 
-Random access (sampled frames): decord first, PyAV when decord cannot open the file; both readers
-give RGB ``uint8`` frames at a requested size and key-frame indices.
-Whole-video passes: :func:`iter_analysis_frames`, a PyAV pass that costs about one plain decode.
+Random access (sampled frames): decord first, PyAV when decord cannot open the file or fails on a
+read; both readers give RGB ``uint8`` frames at a requested size and key-frame indices, numbered
+alike. Whole-video passes: :func:`iter_analysis_frames`, a PyAV pass that costs about one plain
+decode.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def analysis_size(width: int, height: int, target_width: int) -> tuple[int, int]
 
 
 def open_reader(path: str, size: tuple[int, int] | None = None) -> FrameReader:
-    """Open ``path`` with decord; fall back to PyAV if decord refuses it."""
+    """Open ``path`` with decord; fall back to PyAV if decord refuses it (and, through
+    :class:`DecordReader`, if decord fails on a read later)."""
     try:
         return DecordReader(path, size)
     except Exception as err:  # decord raises its own DECORDError or RuntimeError
@@ -52,13 +54,21 @@ def open_reader(path: str, size: tuple[int, int] | None = None) -> FrameReader:
 
 
 class DecordReader:
-    """Random-access reader over decord's VideoReader."""
+    """Random-access reader over decord's VideoReader that switches to PyAV when decord fails.
 
-    backend = "decord"
+    decord fails on some valid streams only while reading: with three or more frame threads (its
+    default on two or more cores) it can stop with EAGAIN from ``avcodec_send_packet`` on VP9
+    with alt-ref superframes (two-pass libvpx-vp9). A read that raises is redone by a
+    :class:`PyAVReader` (same frame numbering, size and format), which serves every later read;
+    ``backend`` then says ``pyav``.
+    """
 
     def __init__(self, path: str, size: tuple[int, int] | None) -> None:
         import decord
 
+        self.backend = "decord"
+        self._path, self._size = path, size
+        self._pyav: PyAVReader | None = None
         kwargs = {"width": size[0], "height": size[1]} if size else {}
         self._vr = decord.VideoReader(path, num_threads=0, **kwargs)
         self.num_frames = len(self._vr)
@@ -66,14 +76,36 @@ class DecordReader:
             raise ValueError("decord found no frames")
 
     def key_indices(self) -> list[int]:
-        return [int(i) for i in self._vr.get_key_indices()]
+        if self._pyav is None:
+            try:
+                return [int(i) for i in self._vr.get_key_indices()]
+            except Exception as err:  # decord raises its own DECORDError types
+                self._switch(err)
+        return self._pyav.key_indices()
 
     def frames_at(self, indices: list[int]) -> np.ndarray:
-        return self._vr.get_batch(list(indices)).asnumpy()
+        if self._pyav is None:
+            try:
+                return self._vr.get_batch(list(indices)).asnumpy()
+            except Exception as err:  # decord raises its own DECORDError types
+                self._switch(err)
+        return self._pyav.frames_at(indices)
+
+    def _switch(self, err: Exception) -> None:
+        """Serve this and every later read with PyAV."""
+        log.warning("decord failed reading %s (%s: %s); using PyAV for this file", self._path,
+                    type(err).__name__, err)
+        self._pyav = PyAVReader(self._path, self._size)
+        self._vr = None
+        self.backend = self._pyav.backend
 
 
 class PyAVReader:
-    """Reader over PyAV for containers and codecs decord cannot handle (seeks by decoding)."""
+    """Reader over PyAV for containers and codecs decord cannot handle (seeks by decoding).
+
+    Frame ``i`` is the ``i``-th decoded frame, as in decord and :func:`iter_timed_frames`. Frames
+    are scaled and converted to RGB in one bilinear step, as decord's scaler does.
+    """
 
     backend = "pyav"
 
@@ -91,6 +123,7 @@ class PyAVReader:
             ]
         packets.sort()  # decode order to display order
         self._keys = [i for i, (_, key) in enumerate(packets) if key]
+        self._key_of = {packets[i][0]: i for i in self._keys}  # pts -> index of each key frame
         self.num_frames = len(packets)
         if self.num_frames == 0:
             raise ValueError(f"PyAV found no video frames in {path}")
@@ -100,23 +133,23 @@ class PyAVReader:
 
     def frames_at(self, indices: list[int]) -> np.ndarray:
         wanted = set(indices)
-        keys = set(self._keys)
-        if wanted <= keys:  # key frames only: let the decoder skip everything else
-            order = sorted(keys)
-            frames = zip(order, self._decode(keys_only=True), strict=False)
-        else:
-            frames = enumerate(self._decode())
-        picked = {i: f for i, f in frames if i in wanted}
+        keys_only = wanted <= set(self._keys)
+        picked: dict[int, np.ndarray] = {}
+        with open_video(self._path) as (container, stream):
+            if keys_only:  # a hint: some decoders (VP9) still give every frame
+                stream.codec_context.skip_frame = "NONKEY"
+            for number, frame in enumerate(container.decode(stream)):
+                index = self._key_of.get(frame.pts) if keys_only else number
+                if index in wanted:
+                    picked[index] = self._rgb(frame)
+                    if len(picked) == len(wanted):
+                        break
         return np.stack([picked[i] for i in indices])
 
-    def _decode(self, keys_only: bool = False) -> Iterator[np.ndarray]:
-        with open_video(self._path) as (container, stream):
-            if keys_only:
-                stream.codec_context.skip_frame = "NONKEY"
-            for frame in container.decode(stream):
-                if self._size:
-                    frame = frame.reformat(width=self._size[0], height=self._size[1])
-                yield frame.to_ndarray(format="rgb24")
+    def _rgb(self, frame: Any) -> np.ndarray:
+        """A decoded frame as RGB at the reader's size."""
+        width, height = self._size or (None, None)
+        return frame.reformat(width, height, format="rgb24", interpolation="BILINEAR").to_ndarray()
 
 
 def prefetched(items: Iterator[T], depth: int) -> Iterator[T]:

@@ -149,15 +149,43 @@ def cover_size(src: tuple[int, int], dst: tuple[int, int]) -> tuple[int, int]:
 
 def decode_clip(mp4: bytes, meta: dict[str, Any], data: DataConfig,
                 frames: list[int]) -> torch.Tensor:
-    """Decode ``frames`` of ``mp4`` at the training size: (3, F, H, W) in [-1, 1]."""
-    import decord
+    """Decode ``frames`` of ``mp4`` at the training size: (3, F, H, W) in [-1, 1].
 
+    decord decodes; if it raises, PyAV decodes the same frames instead."""
     w, h = cover_size((meta["width"], meta["height"]), (data.width, data.height))
-    reader = decord.VideoReader(io.BytesIO(mp4), width=w, height=h, num_threads=1)
-    batch = reader.get_batch(frames).asnumpy()  # (F, h, w, 3) uint8
+    try:
+        batch = _decord_frames(mp4, (w, h), frames)
+    except Exception as err:  # decord raises its own DECORDError types
+        log.warning("decord failed on sample %s (%s); decoding it with PyAV",
+                    meta.get("sample_id"), err)
+        batch = _pyav_frames(mp4, (w, h), frames)
     top, left = (h - data.height) // 2, (w - data.width) // 2
     batch = np.ascontiguousarray(batch[:, top:top + data.height, left:left + data.width])
     return torch.from_numpy(batch).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+
+
+def _decord_frames(mp4: bytes, size: tuple[int, int], frames: list[int]) -> np.ndarray:
+    """``frames`` of ``mp4`` as (F, h, w, 3) RGB ``uint8`` at ``size`` (w, h), by decord."""
+    import decord
+
+    reader = decord.VideoReader(io.BytesIO(mp4), width=size[0], height=size[1], num_threads=1)
+    return reader.get_batch(frames).asnumpy()
+
+
+def _pyav_frames(mp4: bytes, size: tuple[int, int], frames: list[int]) -> np.ndarray:
+    """What :func:`_decord_frames` gives, by PyAV: frame ``i`` is the ``i``-th decoded frame,
+    scaled and converted to RGB in one bilinear step as decord does."""
+    import av
+
+    wanted, picked = set(frames), {}
+    with av.open(io.BytesIO(mp4)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index in wanted:
+                picked[index] = frame.reformat(*size, format="rgb24",
+                                               interpolation="BILINEAR").to_ndarray()
+                if len(picked) == len(wanted):
+                    break
+    return np.stack([picked[i] for i in frames])
 
 
 def prepare(item: dict[str, bytes], position: int, data: DataConfig, stride: int,
@@ -183,7 +211,7 @@ def prepare(item: dict[str, bytes], position: int, data: DataConfig, stride: int
     if is_cached is None or not is_cached(clip_key):
         try:
             sample.frames = decode_clip(item["mp4"], meta, data, frames)
-        except Exception as err:  # decord raises its own DECORDError types
+        except Exception as err:  # decoder errors come in many types
             sample.error = f"decode failed: {err}"
     return sample
 
