@@ -231,10 +231,13 @@ def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_resumes(
     assert _curate(raw, reference).returncode == 0
     mp4_bytes = sum(r["mp4_bytes"] for r in ds.dataset(reference / "clips_index").to_table()
                     .to_pylist())
-    # Room for the staged mp4s of the one part, not for them and their shard as well.
+    # Room for the staged mp4s of the one part, not for them and their shard as well. One part
+    # however slow the machine: a part written early by the flush timer would fit.
+    one_part = tmp_path / "one_part.yaml"
+    one_part.write_text("output: {videos_per_part: 64, flush_seconds: 86400}\n")
     out = tmpfs / "out"
     _resize(tmpfs, (int(mp4_bytes * 1.5) + 65_536) // 4096 * 4096)
-    full = _curate(raw, out)
+    full = _curate(raw, out, "-c", str(one_part))
     assert full.returncode != 0
     assert f"ENOSPC (No space left on device) while writing {out / 'clips'}/clips-000000.tar" \
         in full.stderr, full.stderr[-2000:]
@@ -242,11 +245,12 @@ def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_resumes(
     assert leftovers == [Path("run.json")]  # no shard, part, temp file or staged mp4
 
     _resize(tmpfs, 64 << 20)
-    resumed = _curate(raw, out)
+    resumed = _curate(raw, out, "-c", str(one_part))
     assert resumed.returncode == 0, resumed.stderr
     assert_same_output(out, reference)
 
 
-def _curate(raw: Path, out: Path) -> subprocess.CompletedProcess:
+def _curate(raw: Path, out: Path, *options: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "curation.cli", "run", str(raw), str(out),
-                           "--num-cpus", "2"], capture_output=True, text=True, timeout=600)
+                           "--num-cpus", "2", *options], capture_output=True, text=True,
+                          timeout=600)

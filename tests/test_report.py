@@ -29,8 +29,11 @@ def curate_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     raw.mkdir(parents=True, exist_ok=True)
     for name in SMALL_INPUTS:
         shutil.copy(SAMPLES / name, raw / Path(name).name)
+    one_part = out.parent / "one_part.yaml"  # the validate tests edit part-000000 and its shard
+    one_part.write_text("output: {flush_seconds: 86400}\n")
     done = subprocess.run([sys.executable, "-m", "curation.cli", "run", str(raw), str(out),
-                           "--num-cpus", "2"], capture_output=True, text=True, timeout=300)
+                           "-c", str(one_part), "--num-cpus", "2"], capture_output=True,
+                          text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     return out
 
