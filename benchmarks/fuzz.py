@@ -18,18 +18,21 @@ them) it builds about ``--count`` hostile inputs in one folder, one subfolder pe
 - ``names``: newlines, control characters, invalid UTF-8, shell and format metacharacters;
 - ``change``: files truncated, deleted, replaced or locked while the run goes on.
 
-It runs ``curate run INPUT OUT`` once (stage timeouts cut to ``--stage-timeout``), then checks:
-the exit code (0, or 1 under ``--strict`` when a file failed); exactly one ``videos`` row per
-input; a rule and a ``stage.rule:`` reason on every row not accepted; the run ending within
-``--time-limit``; nothing written outside OUT (input tree, ``/tmp``, ``$HOME``, the working
-folder); a file changed before processing started failed with ``changed_during_run``; and
-``curate validate``. An input is what discovery documents (README): every non-folder entry the
-walk reaches (symlinks followed, each real folder once, unlistable folders unseen) that has a
-video extension, or another extension not ignored and a moving picture in it. Prints inputs per
-category, statuses per rule, unexpected stage exceptions, the slowest videos and the crashes;
-exits 1 when there is a crash.
+It runs ``curate run INPUT OUT`` once (stage timeouts cut to ``--stage-timeout``; as root,
+with a private ``/tmp`` and without root's power over file permissions), then counts a crash
+for: an exit code other than 0 (1 under ``--strict`` when a file failed); an input without
+exactly one ``videos`` row, or a row for no input; a row not accepted without a rule and a
+``stage.rule:`` reason; a run past ``--time-limit`` (a hang); a write outside OUT (the input
+tree, the working folder, ``$HOME``, ``/tmp`` but for Ray's session folder); a file changed
+after discovery, before any video was processed, that did not fail with
+``changed_during_run``; a ``curate validate`` violation. The inputs are what discovery
+documents (README): every non-folder entry the walk reaches (symlinks followed, each real
+folder once) with a video extension, or with another extension not ignored and a moving
+picture in it, plus one row per folder that cannot be listed. Prints inputs per category,
+statuses per rule, unexpected stage exceptions, the slowest videos and the crashes; exits 1
+when there is a crash.
 
-    python3 benchmarks/fuzz.py [--seed 14] [--count 200] [--out /tmp/curate-fuzz]
+    python3 benchmarks/fuzz.py [--seed 14] [--count 200] [--out /var/tmp/curate-fuzz]
                                [--time-limit 900] [--stage-timeout 60] [--strict]
                                [--skip names,change] [--num-cpus 2]
 """
@@ -789,9 +792,9 @@ def build_inputs(root: Path, bases: dict[str, bytes], seed: int, count: int,
 # --- what the run must cover ----------------------------------------------------------------
 
 def expected_inputs(folder: Folder) -> set[str]:
-    """Rel paths of the inputs discovery must find, walking as a user without root's powers
-    would: unlistable folders unseen, entries of a folder without search permission seen as
-    files that cannot be stat'ed. Extensions from the built-in config's ``input`` section."""
+    """Rel paths of the rows discovery must give, walking as a user without root's powers
+    would: a folder that cannot be listed is one row; the entries of a folder without search
+    permission are files that cannot be stat'ed. Extensions from the built-in config."""
     config = load_config(None).input
     known = {e.lower().lstrip(".") for e in config.extensions}
     ignored = {e.lower().lstrip(".") for e in config.ignore_extensions}
@@ -801,6 +804,7 @@ def expected_inputs(folder: Folder) -> set[str]:
     def visit(directory: str) -> None:
         mode = os.stat(directory).st_mode
         if not mode & stat.S_IRUSR:
+            found.add(os.path.relpath(directory, folder.root))
             return
         searchable = bool(mode & stat.S_IXUSR)
         names = sorted(os.listdir(directory))
@@ -833,12 +837,15 @@ class Outcome:
     lines: list[str]
 
 
-def run_command(cmd: list[str], cwd: Path, limit: float,
+def run_command(cmd: list[str], work: Path, limit: float,
                 on_line: Callable[[str], None] = lambda line: None) -> Outcome:
-    """Run ``cmd`` in its own session; kill the whole session at ``limit`` seconds."""
+    """Run ``cmd`` in its own session in ``work/cwd`` with ``HOME`` and ``TMPDIR`` in
+    ``work``; kill the whole session at ``limit`` seconds."""
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    env = dict(os.environ, HOME=str(work / "home"), TMPDIR=str(work / "tmp"))
+    proc = subprocess.Popen(cmd, cwd=work / "cwd", env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
     lines: list[str] = []
 
     def read() -> None:
@@ -883,9 +890,11 @@ def restore_change(change: Change) -> None:
 
 def change_files(folder: Folder, discovered: threading.Event, delay: float,
                  done: threading.Event) -> None:
-    """Early changes as soon as discovery has listed the files, late ones ``delay`` s later."""
-    if not discovered.wait(timeout=600):
-        return
+    """Early changes as soon as discovery has listed the files, late ones ``delay`` s later;
+    none once the run is ``done``."""
+    while not discovered.wait(0.05):
+        if done.is_set():
+            return
     for early in (True, False):
         for change in (c for c in folder.changes if c.early == early):
             apply_change(change, folder.bases)
@@ -893,19 +902,24 @@ def change_files(folder: Folder, discovered: threading.Event, delay: float,
             return
 
 
-def curate_prefix(work: Path) -> list[str]:
-    """The command prefix that runs curate without root's power to ignore file permissions,
-    when this is root and that works (packages import, a chmod 000 file cannot be read)."""
+def sandbox(work: Path) -> list[str]:
+    """As root, the prefix that runs a command with a private ``/tmp`` (``work/tmp`` mounted
+    there, so every temp write can be seen) and without root's power to ignore file
+    permissions (so chmod 000 bites); [] when not root or when that fails (packages must
+    import, ``/tmp`` must be empty, a chmod 000 file unreadable)."""
     if os.geteuid() != 0:
         return []
-    probe = work / "unreadable-probe"
+    prefix = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+              'mount --bind "$0" /tmp && exec "$@"', str(work / "tmp"), *NO_DAC]
+    probe = work / "cwd" / "locked"
     probe.write_bytes(b"x")
     probe.chmod(0o000)
-    check = ("import curation.cli, ray, av, decord, cv2, rapidocr\n"
+    check = ("import os, curation.cli, ray, av, decord, cv2, rapidocr\n"
+             "assert not os.listdir('/tmp')\n"
              f"try:\n open({str(probe)!r}).read()\nexcept PermissionError:\n print('ok')")
-    out = subprocess.run([*NO_DAC, sys.executable, "-c", check], capture_output=True, text=True)
+    out = subprocess.run([*prefix, sys.executable, "-c", check], capture_output=True, text=True)
     probe.unlink()
-    return NO_DAC if out.stdout.strip() == "ok" else []
+    return prefix if out.stdout.strip() == "ok" else []
 
 
 def write_config(path: Path, stage_timeout: float) -> Path:
@@ -922,32 +936,31 @@ def write_config(path: Path, stage_timeout: float) -> Path:
 Snapshot = dict[str, tuple[int, int, int]]
 
 
-def snapshot(top: Path, skip: set[Path], depth: int) -> Snapshot:
-    """(size, mtime, mode) of the files and folders under ``top``, ``depth`` levels deep."""
+def snapshot(top: Path) -> Snapshot:
+    """(size, mtime, mode) of every file under ``top`` and the mode of every folder."""
     found: Snapshot = {}
-    if not top.is_dir():
-        return found
-    base = len(top.parts)
     for directory, subdirs, files in os.walk(top):
-        subdirs[:] = [d for d in subdirs if Path(directory, d) not in skip
-                      and len(Path(directory, d).parts) - base <= depth]
         for name in files + subdirs:
-            path = os.path.join(directory, name)
-            with_mtime = name in files
-            try:
-                info = os.lstat(path)
-            except OSError:
-                continue
-            found[path] = (info.st_size if with_mtime else 0,
-                           info.st_mtime_ns if with_mtime else 0, info.st_mode)
+            info = os.lstat(os.path.join(directory, name))
+            kept = name in files
+            found[os.path.join(directory, name)] = (
+                info.st_size if kept else 0, info.st_mtime_ns if kept else 0, info.st_mode)
     return found
 
 
-def changed_paths(before: Snapshot, after: Snapshot, names_only: bool = False) -> list[str]:
-    """Paths added, removed or (unless ``names_only``) changed between two snapshots."""
-    if names_only:
-        return sorted(before.keys() ^ after.keys())
+def changed_paths(before: Snapshot, after: Snapshot) -> list[str]:
     return sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+
+
+def outside_writes(work: Path) -> list[str]:
+    """What the run left in its working folder, ``HOME`` and (private) ``/tmp``, which hold
+    nothing else; Ray's own session folder ``/tmp/ray`` is allowed."""
+    left = []
+    for name in ("cwd", "home", "tmp"):
+        for entry in sorted((work / name).iterdir()):
+            if (name, entry.name) != ("tmp", "ray"):
+                left.append(f"written outside OUT: {show(str(entry))}")
+    return left
 
 
 def show(name: str | bytes) -> str:
@@ -1050,8 +1063,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--count", type=int, default=200, help="about this many inputs")
-    parser.add_argument("--out", type=Path, default=Path("/tmp/curate-fuzz"),
-                        help="work folder (emptied): bases/, input/, out/, cwd/")
+    parser.add_argument("--out", type=Path, default=Path("/var/tmp/curate-fuzz"),
+                        help="work folder, emptied first; outside /tmp (runs get a private one)")
     parser.add_argument("--time-limit", type=float, default=900,
                         help="seconds the curate run may take before it counts as a hang")
     parser.add_argument("--stage-timeout", type=float, default=60,
@@ -1063,13 +1076,17 @@ def main() -> None:
     skip = {s for s in args.skip.split(",") if s}
     if unknown := skip - set(CATEGORIES):
         parser.error(f"unknown categories {sorted(unknown)}")
-    started = time.monotonic()
     work = args.out.resolve()
+    if work.is_relative_to("/tmp"):
+        parser.error("--out must be outside /tmp: the run gets a private /tmp")
+    started = time.monotonic()
     shutil.rmtree(work, ignore_errors=True)
-    (work / "cwd").mkdir(parents=True)
-    prefix = curate_prefix(work)
-    if not prefix and os.geteuid() == 0:
-        print("note: cannot drop root's file-access powers; perms category skipped")
+    for name in ("cwd", "home", "tmp"):
+        (work / name).mkdir(parents=True)
+    prefix = sandbox(work)
+    if not prefix:
+        print("note: no sandbox (not root, or unshare/setpriv failed): /tmp unchecked, "
+              "perms skipped")
         skip.add("perms")
     folder = build_inputs(work / "input", make_bases(work / "bases"), args.seed, args.count, skip)
     print(f"fuzz: seed {args.seed}, {len(folder.category)} inputs tried "
@@ -1086,14 +1103,11 @@ def main() -> None:
 def run_and_check(args: argparse.Namespace, folder: Folder, work: Path,
                   prefix: list[str]) -> list[str]:
     """Run curate once on the folder (changing files under it) and check the output."""
-    out, cwd = work / "out", work / "cwd"
+    out = work / "out"
     config = write_config(work / "fuzz.yaml", args.stage_timeout)
-    outside = {Path("/tmp"): 2, Path.home(): 2, cwd: 8}  # /tmp: new or removed names only
-    skips = {work, Path("/tmp/ray")}
-    before = {top: snapshot(top, skips, depth) for top, depth in outside.items()}
     for path, mode in folder.modes.items():
         path.chmod(mode)
-    inputs_before = snapshot(folder.root, set(), 64)
+    inputs_before = snapshot(folder.root)
     discovered, done = threading.Event(), threading.Event()
     changer = threading.Thread(target=change_files, daemon=True, args=(
         folder, discovered, folder.rng.uniform(3, 8), done))
@@ -1101,7 +1115,7 @@ def run_and_check(args: argparse.Namespace, folder: Folder, work: Path,
     cmd = [*prefix, *CURATE, "run", str(folder.root), str(out), "-c", str(config),
            "--num-cpus", str(args.num_cpus), "--progress", "plain", *(
                ["--strict"] if args.strict else [])]
-    run = run_command(cmd, cwd, args.time_limit,
+    run = run_command(cmd, work, args.time_limit,
                       lambda line: "curation.runner: found" in line and discovered.set())
     done.set()
     changer.join()
@@ -1116,20 +1130,16 @@ def run_and_check(args: argparse.Namespace, folder: Folder, work: Path,
     expected_code = 1 if args.strict and any(r["status"] == "failed" for r in rows) else 0
     if run.code != expected_code:
         crashes.append(f"exit {run.code} (expected {expected_code}): "
-                       + " | ".join(run.lines[-15:]))
+                       + " | ".join(run.lines[-4:]))
     if rows:
         print_tables(rows, folder)
         crashes += check_rows(rows, folder) + check_changes(rows, folder)
-    crashes += [f"input tree changed: {show(p)}"
-                for p in changed_paths(inputs_before, snapshot(folder.root, set(), 64))]
-    for top, depth in outside.items():
-        crashes += [f"written outside OUT: {show(p)}" for p in changed_paths(
-            before[top], snapshot(top, skips, depth), names_only=top == Path("/tmp"))]
-    if rows:
         check = run_command([*prefix, *CURATE, "validate", str(out), "--raw", str(folder.root)],
-                            cwd, 600)
+                            work, 600)
         crashes += [f"validate: {line}" for line in check.lines if check.code != 0]
-    return crashes
+    crashes += [f"input tree changed: {show(p)}"
+                for p in changed_paths(inputs_before, snapshot(folder.root))]
+    return crashes + outside_writes(work)
 
 
 if __name__ == "__main__":
