@@ -54,7 +54,7 @@ def _walk(root: Path, config: InputConfig) -> tuple[list[Path], list[OSError]]:
         for name in sorted(files):
             path = Path(directory, name)
             suffix = path.suffix.lower().lstrip(".")
-            if path.is_symlink() and not config.follow_symlinks:
+            if _is_link(path) and not config.follow_symlinks:
                 continue
             if suffix in known or (
                 config.probe_unknown and suffix not in ignored and _ffprobe_sees_video(path)
@@ -68,10 +68,10 @@ def _ffprobe_sees_video(path: Path) -> bool:
         if path.stat().st_size == 0:
             return False
         info = run_ffprobe(str(path.absolute()), timeout_s=20)
-    except (OSError, ProbeError, subprocess.TimeoutExpired) as err:
+        record = apply_probe({"status": Status.PENDING.value}, info, "discover")
+    except (OSError, ProbeError, subprocess.TimeoutExpired, ValueError, TypeError) as err:
         log.debug("not a video: %s (%s)", path, err)
         return False
-    record = apply_probe({"status": Status.PENDING.value}, info, "discover")
     return record["status"] == Status.PENDING.value
 
 
@@ -89,9 +89,10 @@ def _new_record(path: Path, root: Path) -> Record:
         if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block the read forever
             raise OSError(errno.EINVAL, "not a regular file (a FIFO, socket or device)")
         record["size_bytes"] = info.st_size
+        record["mtime_ns"] = info.st_mtime_ns  # with the size, what the runner checks at the end
         record["video_id"] = quick_fingerprint(path, record["size_bytes"])
     except OSError as err:
-        cause = "broken symlink" if path.is_symlink() and not path.exists() else err.strerror
+        cause = _unreadable_cause(path, err)
         record.update(
             size_bytes=None,
             video_id=_hash_text(f"unreadable:{record['rel_path']}"),
@@ -101,6 +102,24 @@ def _new_record(path: Path, root: Path) -> Record:
             reason=f"discover.unreadable: cannot read file: {cause}",
         )
     return record
+
+
+def _is_link(path: Path) -> bool:
+    """Whether ``path`` is a symlink; False when even that cannot be asked (a folder that can be
+    listed but not entered), so the file gets its unreadable row."""
+    try:
+        return path.is_symlink()
+    except OSError:
+        return False
+
+
+def _unreadable_cause(path: Path, err: OSError) -> str:
+    """Why ``path`` cannot be read, in words."""
+    if err.errno == errno.ELOOP:
+        return "symlink loop (too many levels of symbolic links)"
+    if err.errno == errno.ENOENT and _is_link(path):
+        return "broken symlink"
+    return err.strerror or str(err)
 
 
 def _unlistable_record(err: OSError, root: Path) -> Record:

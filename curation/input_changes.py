@@ -1,6 +1,7 @@
-"""Inputs that change under a running pipeline: a file rewritten, replaced or deleted while its
-video was processed would give output that matches neither version, so it is failed with rule
-``changed_during_run`` and its shots and samples are not committed. The next run sees the new
+"""Inputs that change under a running pipeline: a file rewritten, replaced or deleted after
+discovery stamped it (size and mtime, taken before its fingerprint was read) would give output
+that matches neither version, so it is failed with rule ``changed_during_run`` and its shots and
+samples are not committed. The next run sees the new
 content under a new ``video_id``."""
 
 from __future__ import annotations

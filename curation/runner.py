@@ -19,7 +19,7 @@ from pathlib import Path
 from curation.config import PipelineConfig
 from curation.discover import discover
 from curation.disk_full import check_record, commit
-from curation.input_changes import stamp, unless_changed
+from curation.input_changes import unless_changed
 from curation.plan import PlannedStage, build_plan, preflight, stage_call_class
 from curation.progress import Progress, resolve_mode
 from curation.records import Record, Status, fail
@@ -103,7 +103,7 @@ def _process_on_ray(
     started_here = _init_ray(options)
     inflight = out_dir / INFLIGHT_DIR
     shutil.rmtree(inflight, ignore_errors=True)  # markers of an earlier, killed run
-    stamps = {r["video_id"]: stamp(r["path"]) for r in pending}
+    stamps = {r["video_id"]: (r["size_bytes"], r["mtime_ns"]) for r in pending}  # discovery's
     try:
         mode = resolve_mode(options.progress)
         dataset = _build_dataset(pending, build_plan(config, out_dir), inflight,

@@ -1,4 +1,4 @@
-"""Probe stage: container and stream facts from ffprobe (through ffmpeg-python).
+"""Probe stage: container and stream facts from ffprobe.
 
 Writes ``container``, ``codec``, ``pix_fmt``, ``duration_s``, ``fps``, ``fps_variable``, ``width``,
 ``height``, ``rotation``, ``num_frames``, ``audio_streams``, ``bitrate``. Files ffprobe cannot read
@@ -8,6 +8,7 @@ fail with ffprobe's own error lines; files without a moving picture are rejected
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 from fractions import Fraction
@@ -58,13 +59,19 @@ class ProbeError(RuntimeError):
 
 
 def run_ffprobe(path: str, timeout_s: float) -> dict[str, Any]:
-    """Run ffprobe on ``path`` (no shell) and return its JSON document."""
-    import ffmpeg  # ffmpeg-python; imported here so the config layer stays light
+    """Run ffprobe on ``path`` (no shell) and return its JSON document; raises
+    ``subprocess.TimeoutExpired`` (the child killed) past ``timeout_s``.
 
+    ffprobe is run directly rather than through ``ffmpeg.probe``: ffmpeg-python 0.2.0 has no
+    timeout and passes ``timeout=`` on as ffprobe's network ``-timeout`` option, so a playlist
+    that points at a FIFO held discovery forever."""
+    command = ["ffprobe", "-hide_banner", "-v", "error", "-show_format", "-show_streams",
+               "-of", "json", path]
+    done = subprocess.run(command, capture_output=True, timeout=timeout_s, check=False)
+    if done.returncode != 0:
+        raise ProbeError(_ffprobe_message(done.stderr.decode(errors="replace"), path))
     try:
-        return ffmpeg.probe(path, timeout=timeout_s)
-    except ffmpeg.Error as err:
-        raise ProbeError(_ffprobe_message(err.stderr.decode(errors="replace"), path)) from None
+        return json.loads(done.stdout)
     except json.JSONDecodeError as err:
         raise ProbeError(f"ffprobe printed invalid JSON: {err}") from None
 
@@ -128,18 +135,28 @@ def _is_still_image(container: str, codec: str) -> bool:
 
 
 def _rotation(stream: dict[str, Any]) -> int:
+    """Clockwise degrees the picture must turn; 0 when none is declared or the declared value is
+    no angle (a degenerate display matrix makes ffprobe print INT64_MIN)."""
     for side in stream.get("side_data_list", []):
         if "rotation" in side:
-            return int(round(float(side["rotation"]))) % 360
-    rotate = stream.get("tags", {}).get("rotate")
-    return int(rotate) % 360 if rotate else 0
+            return _angle(side["rotation"])
+    return _angle(stream.get("tags", {}).get("rotate", 0))
+
+
+def _angle(value: Any) -> int:
+    degrees = _float_or_none(value)
+    if degrees is None or not math.isfinite(degrees) or abs(degrees) > 360:
+        return 0
+    return int(round(degrees)) % 360
 
 
 def _rate(text: str | None) -> float | None:
-    if not text or text in ("0/0", "0/1"):
+    """Frames per second from ffprobe's ``num/den``; None when absent or no rate (``1/0``)."""
+    try:
+        value = float(Fraction(text)) if text else 0.0
+    except (ValueError, ZeroDivisionError):
         return None
-    value = float(Fraction(text))
-    return value if value > 0 else None
+    return value if value > 0 and math.isfinite(value) else None
 
 
 def _int_or_none(value: Any) -> int | None:

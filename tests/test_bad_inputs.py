@@ -75,12 +75,21 @@ def test_awkward_inputs_each_get_a_precise_row(
     def plan_with_tampering(config, out_dir):  # noqa: ANN001, ANN202 - build_plan's signature
         return [PlannedStage(TamperStage(), Resources()), *build_plan(config, out_dir)]
 
+    media.make_encoded(raw / "swapped.mp4", 46, 256, 144)
+    real_discover = runner.discover
+
+    def discover_then_swap(root, config):  # noqa: ANN001, ANN202 - discover's signature
+        found = real_discover(root, config)
+        media.make_encoded(raw / "swapped.mp4", 40, 256, 144)  # after its stamp, before a stage
+        return found
+
     monkeypatch.setattr(runner, "build_plan", plan_with_tampering)
+    monkeypatch.setattr(runner, "discover", discover_then_swap)
     out = tmp_path / "out"
     runner.run(raw, out, parse_config({}), runner.RunOptions(num_cpus=2))
 
     rows = {r["rel_path"]: r for r in ds.dataset(out / "videos").to_table().to_pylist()}
-    assert len(rows) == 13
+    assert len(rows) == 14
     outcome = {name: (r["status"], r["reject_stage"], r["reject_rule"]) for name, r in rows.items()}
     for name in (*NAMES.values(), "vfr.mp4"):
         assert outcome[name] == ("accepted", None, None), rows[name]["reason"]
@@ -93,14 +102,17 @@ def test_awkward_inputs_each_get_a_precise_row(
     # Metadata rules run before any decoding, so the size rule names the problem.
     assert outcome["tiny 2x2.mp4"] == ("rejected", "video_filter", "min_short_side")
     assert outcome["loop.mp4"] == ("failed", "discover", "unreadable")
-    assert rows["loop.mp4"]["reason"].endswith("cannot read file: broken symlink")
+    assert rows["loop.mp4"]["reason"].endswith("cannot read file: symlink loop (too many levels "
+                                               "of symbolic links)")
+    assert rows["gone\\xff.mp4"]["reason"].endswith("cannot read file: broken symlink")
     assert outcome["fifo.mp4"] == ("failed", "discover", "unreadable")
     assert "not a regular file" in rows["fifo.mp4"]["reason"]
     # Names that are not UTF-8: escaped in the text columns, exact in path_bytes
     assert outcome["caf\\xe9 latin-1.mp4"] == ("accepted", None, None)
     assert rows["caf\\xe9 latin-1.mp4"]["path_bytes"] == latin1
     assert outcome["gone\\xff.mp4"] == ("failed", "discover", "unreadable")
-    for name, what in (("deleted.mp4", "deleted"), ("changed.mp4", "changed")):
+    for name, what in (("deleted.mp4", "deleted"), ("changed.mp4", "changed"),
+                       ("swapped.mp4", "changed")):
         assert outcome[name] == ("failed", "runner", "changed_during_run")
         assert f"the file was {what}" in rows[name]["reason"]
 
@@ -126,8 +138,11 @@ def test_a_non_root_user_curates_a_read_only_folder_with_locked_files(
     shutil.copy(bikes, raw / "bikes.mp4")
     shutil.copy(bikes, raw / "locked.mp4")
     shutil.copy(bikes, raw / "locked folder" / "inner.mp4")
+    (raw / "no entry").mkdir()
+    shutil.copy(bikes, raw / "no entry" / "inner.mp4")
     (raw / "locked.mp4").chmod(0)
     (raw / "locked folder").chmod(0)
+    (raw / "no entry").chmod(0o444)  # its names can be listed, its files not reached
     raw.chmod(0o555)  # read-only input: nothing may be written beside the videos
     out = non_root.folder / "out"
     curate = [*non_root.prefix, sys.executable, "-m", "curation.cli"]
@@ -139,10 +154,13 @@ def test_a_non_root_user_curates_a_read_only_folder_with_locked_files(
         "bikes.mp4": ("accepted", None),
         "locked.mp4": ("failed", "unreadable"),
         "locked folder": ("failed", "unlistable_folder"),
+        "no entry/inner.mp4": ("failed", "unreadable"),
     }
+    assert rows["no entry/inner.mp4"]["reason"].endswith("cannot read file: Permission denied")
     assert rows["locked.mp4"]["reason"].endswith("cannot read file: Permission denied")
     assert rows["locked folder"]["reason"].endswith("cannot list the folder: Permission denied")
-    assert sorted(p.name for p in raw.iterdir()) == ["bikes.mp4", "locked folder", "locked.mp4"]
+    assert sorted(p.name for p in raw.iterdir()) == ["bikes.mp4", "locked folder", "locked.mp4",
+                                                     "no entry"]
     valid = subprocess.run([*curate, "validate", str(out)], capture_output=True, text=True,
                            timeout=300)
     assert valid.returncode == 0, valid.stdout + valid.stderr

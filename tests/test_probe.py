@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
+
+from curation.config import InputConfig
+from curation.discover import discover
 from curation.plan import StageCall
-from stages.probe import ProbeConfig, ProbeStage
+from stages.probe import ProbeConfig, ProbeStage, apply_probe, run_ffprobe
 from stages.video_filter import VideoFilterConfig, VideoFilterStage
 
 
@@ -45,3 +52,31 @@ def test_bad_inputs_get_a_reason_naming_the_cause(bad_inputs: dict) -> None:
 def test_truncated_file_reason_quotes_ffprobe(bad_inputs: dict) -> None:
     record = _probe(bad_inputs["no moov.mp4"][0])
     assert "moov atom not found" in record["reason"]
+    assert "libav" not in record["reason"]  # no version banner
+
+
+def test_ffprobe_is_stopped_at_its_timeout(tmp_path: Path) -> None:
+    # a playlist that points at a FIFO: ffprobe blocks on it for ever
+    os.mkfifo(tmp_path / "pipe.txt")
+    playlist = tmp_path / "playlist.dat"
+    playlist.write_text("ffconcat version 1.0\nfile pipe.txt\n")
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_ffprobe(str(playlist), timeout_s=1)
+
+
+def test_a_zero_frame_duration_and_a_degenerate_rotation_are_no_errors(
+        generated: dict[str, Path], tmp_path: Path) -> None:
+    data = bytearray(generated["cuts"].read_bytes())
+    at = data.find(b"stts")
+    data[at + 16:at + 20] = bytes(4)  # the sample delta: ffprobe says r_frame_rate 1/0
+    broken = tmp_path / "zero delta.bin"
+    broken.write_bytes(bytes(data))
+    shutil.copy(broken, tmp_path / "zero delta.mp4")
+    record = _probe(tmp_path / "zero delta.mp4")
+    assert record.get("reject_rule") != "error", record["reason"]
+    found = discover(tmp_path, InputConfig())  # the .bin is probed too; that raised before
+    assert [r["rel_path"] for r in found] == ["zero delta.bin", "zero delta.mp4"]
+    stream = {"codec_type": "video", "r_frame_rate": "1/0", "avg_frame_rate": "0/0",
+              "side_data_list": [{"rotation": -9223372036854775808}]}
+    facts = apply_probe({"status": "pending"}, {"streams": [stream]}, "probe")
+    assert (facts["fps"], facts["rotation"]) == (None, 0)
