@@ -18,7 +18,7 @@ from pathlib import Path
 
 from curation.config import InputConfig
 from curation.records import Record, Status
-from stages.probe import ProbeError, apply_probe, run_ffprobe
+from stages.probe import ProbeError, apply_probe, playlist_kind, run_ffprobe
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def _walk(root: Path, config: InputConfig) -> tuple[list[Path], list[OSError]]:
 
 def _ffprobe_sees_video(path: Path) -> bool:
     try:
-        if path.stat().st_size == 0:
+        if path.stat().st_size == 0 or playlist_kind(str(path)):
             return False
         info = run_ffprobe(str(path.absolute()), timeout_s=20)
         record = apply_probe({"status": Status.PENDING.value}, info, "discover")

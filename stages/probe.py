@@ -44,6 +44,9 @@ class ProbeStage(ConfiguredStage[ProbeConfig]):
         path = record["path"]
         if os.path.getsize(path) == 0:
             return fail(record, self.name, "empty_file", "file is empty (0 bytes)")
+        if kind := playlist_kind(path):
+            return reject(record, self.name, "playlist", kind,
+                          f"a {kind} playlist, which names other files; not followed")
         try:
             info = run_ffprobe(path, self.config.timeout_s)
         except subprocess.TimeoutExpired:
@@ -52,6 +55,21 @@ class ProbeStage(ConfiguredStage[ProbeConfig]):
         except ProbeError as err:
             return fail(record, self.name, "unreadable_container", str(err))
         return apply_probe(record, info, self.name)
+
+
+# Text formats that ffmpeg's demuxers recognise by their start and follow to other files (any
+# path, a FIFO that blocks for ever, a URL): a video file never starts so.
+_PLAYLIST_MARKERS = {b"#EXTM3U": "HLS", b"ffconcat version": "ffconcat", b"<MPD": "DASH",
+                     b"<?xml": "XML (DASH)"}
+
+
+def playlist_kind(path: str) -> str | None:
+    """The playlist format ``path`` holds (its first bytes, past a UTF-8 byte-order mark and
+    white space), or None for anything else."""
+    with open(path, "rb") as handle:
+        start = handle.read(256).removeprefix(b"\xef\xbb\xbf").lstrip()
+    return next((kind for marker, kind in _PLAYLIST_MARKERS.items()
+                 if start.startswith(marker)), None)
 
 
 class ProbeError(RuntimeError):

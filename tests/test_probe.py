@@ -80,3 +80,17 @@ def test_a_zero_frame_duration_and_a_degenerate_rotation_are_no_errors(
               "side_data_list": [{"rotation": -9223372036854775808}]}
     facts = apply_probe({"status": "pending"}, {"streams": [stream]}, "probe")
     assert (facts["fps"], facts["rotation"]) == (None, 0)
+
+
+def test_playlists_named_as_videos_are_not_followed(generated: dict[str, Path],
+                                                    tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.txt")  # following it would block for ever
+    (tmp_path / "concat.mp4").write_text("ffconcat version 1.0\nfile pipe.txt\n")
+    (tmp_path / "concat.dat").write_text("ffconcat version 1.0\nfile pipe.txt\n")
+    (tmp_path / "hls.mov").write_text(f"#EXTM3U\n#EXTINF:4,\n{generated['cuts']}\n")
+    for name, kind in (("concat.mp4", "ffconcat"), ("hls.mov", "HLS")):
+        record = _probe(tmp_path / name)
+        assert (record["status"], record["reject_rule"], record["reject_value"]) == (
+            "rejected", "playlist", kind)
+    found = {r["rel_path"]: r["status"] for r in discover(tmp_path, InputConfig())}
+    assert found == {"concat.mp4": "pending", "hls.mov": "pending"}  # .dat is no video
