@@ -132,18 +132,33 @@ class PyAVReader:
         return list(self._keys)
 
     def frames_at(self, indices: list[int]) -> np.ndarray:
+        """Frames at ``indices``; a frame that does not decode (a damaged packet) is replaced by
+        the nearest one that did, with a warning naming it."""
         wanted = set(indices)
         keys_only = wanted <= set(self._keys)
         picked: dict[int, np.ndarray] = {}
+        last: tuple[int, Any] | None = None  # the last decoded frame with an index
         with open_video(self._path) as (container, stream):
             if keys_only:  # a hint: some decoders (VP9) still give every frame
                 stream.codec_context.skip_frame = "NONKEY"
-            for number, frame in enumerate(container.decode(stream)):
+            for number, frame in enumerate(decoded_frames(container, stream)):
                 index = self._key_of.get(frame.pts) if keys_only else number
+                if index is None:
+                    continue
+                last = (index, frame)
                 if index in wanted:
                     picked[index] = self._rgb(frame)
                     if len(picked) == len(wanted):
                         break
+        missing = sorted(wanted - set(picked))
+        if missing:
+            if last is None:
+                raise ValueError(f"no frame of {self._path} decoded")
+            log.warning("%s: frames %s of %d did not decode; using the nearest decoded frames",
+                        self._path, missing, self.num_frames)
+            picked.setdefault(last[0], self._rgb(last[1]))
+            for index in missing:
+                picked[index] = picked[min(picked, key=lambda i: abs(i - index))]
         return np.stack([picked[i] for i in indices])
 
     def _rgb(self, frame: Any) -> np.ndarray:
@@ -221,17 +236,42 @@ def open_video(path: str, skip_loop_filter: bool = False,
         yield container, stream
 
 
+def decoded_frames(container: Any, stream: Any) -> Iterator[Any]:
+    """The frames of ``stream`` in display order, as ``container.decode(stream)`` gives them,
+    except that a packet the decoder rejects (damaged data) is skipped instead of ending the
+    decode: its frame, and frames predicted from it, are missing (how many can depend on the
+    decoder's threads). Warns once per stream; raises the decoder's error if no frame decoded."""
+    import av
+
+    error: av.FFmpegError | None = None
+    decoded = False
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as err:
+            if error is None:
+                log.warning("%s: skipping what the decoder rejects (at packet pts %s): %s",
+                            container.name, packet.pts, err)
+            error = err
+            continue
+        decoded = decoded or bool(frames)
+        yield from frames
+    if error is not None and not decoded:
+        raise error
+
+
 def iter_timed_frames(
     path: str, skip_loop_filter: bool = False
 ) -> Iterator[tuple[int, float, object]]:
     """(index, seconds from the first frame, PyAV frame) for every frame in display order.
 
     The one place that numbers frames and times them: the shot split and the encode both count
-    through here, so a sample's source frame indices mean the same frames in both.
+    through here, so a sample's source frame indices mean the same frames in both. Frames that
+    do not decode (:func:`decoded_frames`) are not counted.
     """
     with open_video(path, skip_loop_filter) as (container, stream):
         first: float | None = None
-        for index, frame in enumerate(container.decode(stream)):
+        for index, frame in enumerate(decoded_frames(container, stream)):
             seconds = float(frame.time) if frame.time is not None else 0.0
             first = seconds if first is None else first
             yield index, seconds - first, frame
@@ -415,6 +455,8 @@ def _sparse_frames(
     import heapq
     from collections import deque
 
+    import av
+
     with open_video(path, skip_loop_filter) as (container, stream):
         context = stream.codec_context
         numbering.time_base = stream.time_base
@@ -435,13 +477,16 @@ def _sparse_frames(
         def decode_ready(flush: bool) -> Iterator[tuple[int, object]]:
             nonlocal expected
             batches = []
-            while waiting and waiting[0].pts in index_of:
-                packet = waiting.popleft()
-                wanted = selector.wanted(index_of[packet.pts])
-                context.skip_frame = "DEFAULT" if wanted else "NONREF"
-                batches.append(context.decode(packet))
-            if flush:
-                batches.append(context.decode(None))
+            try:
+                while waiting and waiting[0].pts in index_of:
+                    packet = waiting.popleft()
+                    wanted = selector.wanted(index_of[packet.pts])
+                    context.skip_frame = "DEFAULT" if wanted else "NONREF"
+                    batches.append(context.decode(packet))
+                if flush:
+                    batches.append(context.decode(None))
+            except av.FFmpegError as err:  # a damaged packet: the full pass skips it
+                raise SparseDecodeError(f"the decoder rejects a packet: {err}") from err
             for batch in batches:
                 for frame in batch:
                     index = index_of.get(frame.pts, -1)

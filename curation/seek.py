@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
-from curation.decode import iter_timed_frames, open_video, seconds_from
+from curation.decode import decoded_frames, iter_timed_frames, open_video, seconds_from
 
 
 class GridMismatch(ValueError):
@@ -95,7 +95,7 @@ def iter_frames_from(path: str, grid: FrameGrid, start: int, skip_loop_filter: b
         for attempt, key in enumerate(grid.keys_before(start)):
             if key or attempt:
                 container.seek(grid.pts[key], stream=stream)
-            frames = _checked(container.decode(stream), grid)
+            frames = _checked(decoded_frames(container, stream), grid)
             first = next(frames, None)
             if first is not None and first[0] <= start:
                 yield first
@@ -105,7 +105,8 @@ def iter_frames_from(path: str, grid: FrameGrid, start: int, skip_loop_filter: b
 
 
 def _checked(frames: Iterator, grid: FrameGrid) -> Iterator[tuple[int, float, object]]:
-    """Number decoded frames by timestamp; consecutive frames must have consecutive indices."""
+    """Number decoded frames by timestamp; consecutive frames must have consecutive indices,
+    and the last must be the grid's last (a damaged packet at the end leaves it out)."""
     expected: int | None = None
     for frame in frames:
         index = grid.index_of(frame.pts)
@@ -113,6 +114,8 @@ def _checked(frames: Iterator, grid: FrameGrid) -> Iterator[tuple[int, float, ob
             raise GridMismatch(f"frame {index} decoded where frame {expected} was due")
         expected = index + 1
         yield index, float(frame.time) - grid.first_time, frame
+    if expected is not None and expected != grid.num_frames:
+        raise GridMismatch(f"the stream ended after frame {expected - 1} of {grid.num_frames}")
 
 
 def iter_frames_at(path: str, indices: list[int], grid: FrameGrid | None

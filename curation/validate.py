@@ -2,9 +2,9 @@
 
 Each check returns violations as readable lines that name the file and the problem: every
 discovered input has exactly one ``videos`` row, statuses come from the vocabulary, shots tile
-each accepted video, every shard reads, shard members match the index, every sample's mp4
-decodes to its stated frame count and size, per-shot spans tile the sample, and no temp file,
-uncommitted part or staging folder is left behind.
+each accepted video and their times rise from 0, every shard reads, shard members match
+the index, every sample's mp4 decodes to its stated frame count and size, per-shot spans tile
+the sample, and no temp file, uncommitted part or staging folder is left behind.
 """
 
 from __future__ import annotations
@@ -161,6 +161,23 @@ def check_shots(videos: list[Row], shots: list[Row]) -> list[str]:
         if len(mine) != video["num_shots"]:
             problems.append(f"{where}: {len(mine)} shot rows, num_shots says {video['num_shots']}")
         problems += [f"{where}: {gap}" for gap in tiling_gaps(spans, 0, video["frames_decoded"])]
+        problems += [f"{where}: {p}" for p in shot_time_problems(mine)]
+    return problems
+
+
+def shot_time_problems(shots: list[Row]) -> list[str]:
+    """How the times of a video's shots (in order) fail to rise from 0 (the first frame's time).
+    The probe's duration is no upper bound: a variable-rate mp4 may state less than its frames
+    span."""
+    problems = []
+    previous = 0.0
+    for shot in shots:
+        start, end = shot["start_time"], shot["end_time"]
+        if start is None or end is None or not previous <= start < end:
+            problems.append(f"shot {shot['shot_index']}: times [{start}, {end}) do not rise "
+                            f"from {previous}")
+            continue
+        previous = end
     return problems
 
 

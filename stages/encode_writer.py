@@ -109,6 +109,9 @@ class SampleWriter:
         if self.start_seconds is None:
             self.start_seconds = seconds
         if self.held is not None:
+            if seconds < self.held[1]:  # the resample would be garbage: refuse the sample
+                raise ValueError(f"source frame {index} is at {seconds:.3f} s, before frame "
+                                 f"{self.held[0]} at {self.held[1]:.3f} s")
             self.source_step = seconds - self.held[1]
             self._emit_until(seconds)
         self.held = (index, seconds, frame)

@@ -30,7 +30,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from curation.decode import analysis_size
-from curation.records import Record, fail
+from curation.records import Record, fail, reject
 from curation.resources import SPEED_ONLY, Resources
 from curation.seek import GridMismatch, grid_for_pieces
 from stages import ChunkedStage, ChunkFailure
@@ -38,6 +38,10 @@ from stages.shot_passes import PassResult, ShotPiece, piece_pass, whole_pass
 from stages.transitions import GradualConfig, content_cuts, label_boundaries, tile_shots
 
 log = logging.getLogger(__name__)
+
+# Largest factor between the frames' mean rate by their timestamps and the probed rate: far
+# beyond what variable frame rates and container rounding give, far below a misread time scale.
+MAX_RATE_RATIO = 2.0
 
 
 class SignalConfig(BaseModel):
@@ -129,12 +133,36 @@ class ShotSplitStage(ChunkedStage[ShotSplitConfig]):
             if isinstance(whole, ChunkFailure):
                 return fail(record, self.name, whole.rule, whole.detail)
             results = [whole]
+        times = [t for result in results for t in result.times]
+        problem = timing_problem(times, record["fps"])
+        if problem is not None:
+            return reject(record, self.name, *problem)
         shots, count, signals = shots_from(results, record["fps"], self.config)
         record["shots"] = shots
         record["num_shots"] = len(shots)
         record["frames_decoded"] = count
         record["frame_signals"] = signals
         return record
+
+
+def timing_problem(times: list[float], fps: float) -> tuple[str, float, str] | None:
+    """(rule, value, detail) when the decoded frames' times (seconds from frame 0) contradict
+    themselves or the probed ``fps``, else None. The shots' times and the encode's resampling
+    come from these times, while the merge's durations and the filters go by the probed rate,
+    so the two must agree: times must not go back (``timestamps_not_increasing``; repeated
+    times are allowed), and their mean rate must lie within :data:`MAX_RATE_RATIO` of ``fps``
+    (``fps_mismatch``)."""
+    back = np.flatnonzero(np.diff(times) < 0)
+    if back.size:
+        i = int(back[0]) + 1
+        return ("timestamps_not_increasing", i, f"frame {i} is at {times[i]:.3f} s, before "
+                f"frame {i - 1} at {times[i - 1]:.3f} s")
+    span = times[-1] - times[0]
+    rate = (len(times) - 1) / span if span > 0 else math.inf
+    if len(times) > 1 and not 1 / MAX_RATE_RATIO <= rate / fps <= MAX_RATE_RATIO:
+        return ("fps_mismatch", round(rate, 3), f"{len(times)} frames span {span:.3f} s of "
+                f"timestamps ({rate:.3g} fps), the probe says {fps:g} fps")
+    return None
 
 
 def piece_margins(config: ShotSplitConfig, fps: float) -> tuple[int, int]:
