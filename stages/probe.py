@@ -42,9 +42,13 @@ class ProbeStage(ConfiguredStage[ProbeConfig]):
     def process(self, record: Record) -> Record:
         """Fill the probe columns of ``record`` or reject/fail it with the cause."""
         path = record["path"]
-        if os.path.getsize(path) == 0:
+        try:
+            size, kind = os.path.getsize(path), playlist_kind(path)
+        except OSError as err:  # its permissions changed since discovery, say
+            return fail(record, self.name, "unreadable", f"cannot read file: {err.strerror}")
+        if size == 0:
             return fail(record, self.name, "empty_file", "file is empty (0 bytes)")
-        if kind := playlist_kind(path):
+        if kind:
             return reject(record, self.name, "playlist", kind,
                           f"a {kind} playlist, which names other files; not followed")
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from curation.discover import discover
 from curation.plan import StageCall
 from stages.probe import ProbeConfig, ProbeStage, apply_probe, run_ffprobe
 from stages.video_filter import VideoFilterConfig, VideoFilterStage
+from tests.conftest import NonRoot
 
 
 def _probe(path: Path) -> dict:
@@ -94,3 +96,17 @@ def test_playlists_named_as_videos_are_not_followed(generated: dict[str, Path],
             "rejected", "playlist", kind)
     found = {r["rel_path"]: r["status"] for r in discover(tmp_path, InputConfig())}
     assert found == {"concat.mp4": "pending", "hls.mov": "pending"}  # .dat is no video
+
+
+def test_a_file_locked_after_discovery_is_an_unreadable_row(
+        generated: dict[str, Path], non_root: NonRoot) -> None:
+    locked = non_root.folder / "locked.mp4"
+    shutil.copy(generated["cuts"], locked)
+    locked.chmod(0)
+    probe = ("from curation.plan import StageCall; from stages.probe import *; "
+             f"r = StageCall(ProbeStage(ProbeConfig()))({{'path': {str(locked)!r}, "
+             "'status': 'pending'}); print(r['reject_stage'], r['reject_rule'], r['reason'])")
+    done = subprocess.run([*non_root.prefix, sys.executable, "-c", probe], capture_output=True,
+                          text=True, check=True, cwd=Path(__file__).parents[1])
+    assert done.stdout.strip() == "probe unreadable probe.unreadable: cannot read file: " \
+                                  "Permission denied"
