@@ -12,12 +12,19 @@ from pathlib import Path
 
 from curation.seek import FrameGrid
 
+# One x264 thread: frame-threaded x264 writes different bytes for the same frames now and then
+# on a loaded machine (benchmarks/RESULTS.md), and a test's input must be the same every run.
+X264 = ["-c:v", "libx264", "-threads", "1"]
+
 # Visually distinct lavfi sources; each is a different "shot".
 SOURCES = [
     "testsrc2=size={w}x{h}:rate={fps}",
     "smptehdbars=size={w}x{h}:rate={fps}",
     "mandelbrot=size={w}x{h}:rate={fps}",
-    "gradients=size={w}x{h}:rate={fps}:speed=0.02:seed=7",
+    # colours and end points fixed: ffmpeg draws them at random on every run, seed or not, so
+    # a fourth shot differed from run to run and a borderline transition came and went
+    "gradients=size={w}x{h}:rate={fps}:speed=0.02:nb_colors=2:c0=0x7a1fb4:c1=0xf0c020:"
+    "x0=0:y0=0:x1={w1}:y1={h1}",
     "rgbtestsrc=size={w}x{h}:rate={fps}",
 ]
 
@@ -53,7 +60,7 @@ def _inputs(frames: list[int], w: int, h: int, fps: int, sources: list[str] = SO
 
 
 def _encode(path: Path, fps: int) -> list[str]:
-    return ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", str(2 * fps),
+    return [*X264, "-preset", "veryfast", "-crf", "20", "-g", str(2 * fps),
             "-pix_fmt", "yuv420p", "-r", str(fps), str(path)]
 
 
@@ -148,7 +155,7 @@ def make_encoded(path: Path, frames: int, w: int, h: int, fps: int = 24, pix_fmt
     ``extra`` ffmpeg output options such as colour tags."""
     src = _source(MOVING_SOURCES[0], w, h, fps)
     _ffmpeg(["-f", "lavfi", "-i", f"{src},trim=end_frame={frames},format={pix_fmt}",
-             "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", pix_fmt,
+             *X264, "-preset", "veryfast", "-crf", "20", "-pix_fmt", pix_fmt,
              *(extra or []), str(path)])
 
 
@@ -173,14 +180,14 @@ def make_variable_fps(path: Path, w: int = 320, h: int = 180) -> list[float]:
     _ffmpeg(["-f", "lavfi", "-i", f"{src},trim=duration=2", "-f", "lavfi",
              "-i", f"{_source(MOVING_SOURCES[0], w, h, 30)},trim=duration=2",
              "-filter_complex", graph, "-map", "[v]", "-fps_mode", "passthrough",
-             "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", str(path)])
+             *X264, "-preset", "veryfast", "-pix_fmt", "yuv420p", str(path)])
     return [30.0, 10.0]
 
 
 def make_huge(path: Path, w: int, h: int, frames: int = 2) -> None:
     """A flat grey ``w`` x ``h`` video: a really huge frame size that is cheap to encode."""
     _ffmpeg(["-f", "lavfi", "-i", f"color=c=gray:size={w}x{h}:rate=24,trim=end_frame={frames}",
-             "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)])
+             *X264, "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)])
 
 
 def make_cuts_at_rate(path: Path, frames: list[int], rate: str = "30000/1001", gop: int = 60,
@@ -190,6 +197,6 @@ def make_cuts_at_rate(path: Path, frames: list[int], rate: str = "30000/1001", g
     n = len(frames)
     graph = "".join(f"[{i}:v]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]"
     _ffmpeg([*_inputs(frames, w, h, rate), "-filter_complex", graph, "-map", "[v]",
-             "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", str(gop), "-bf", "3",
+             *X264, "-preset", "veryfast", "-crf", "20", "-g", str(gop), "-bf", "3",
              "-pix_fmt", "yuv420p", "-r", rate, str(path)])
     return [sum(frames[:i + 1]) for i in range(n - 1)]
