@@ -46,6 +46,11 @@ class Loss:
 MAX_ATTEMPTS = 3
 
 
+# The longest duration a video's header is believed for its time limit: a damaged header claimed
+# 4.6e18 s, and the kernel timer refused the deadline (OverflowError, time_t).
+MAX_DECLARED_DURATION_S = 48 * 3600.0
+
+
 @dataclass(frozen=True)
 class ItemWatchdog:
     """Arms the kernel timer around one stage's calls and keeps their in-flight markers."""
@@ -60,6 +65,8 @@ class ItemWatchdog:
         if self.resources.timeout_s is None:
             return None
         duration = record.get("duration_s") or 0.0
+        if not 0.0 <= duration <= MAX_DECLARED_DURATION_S:  # NaN, or a header's absurd claim
+            duration = MAX_DECLARED_DURATION_S if duration > 0 else 0.0
         return self.resources.timeout_s + self.resources.timeout_per_video_second * duration
 
     def loss(self, record: Record) -> Loss | None:

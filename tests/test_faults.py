@@ -23,7 +23,8 @@ from curation.config import parse_config
 from curation.plan import PlannedStage, StageCall, build_plan
 from curation.records import Record
 from curation.resources import Resources
-from curation.watchdog import MAX_ATTEMPTS, ItemWatchdog, lost_in
+from curation.watchdog import MAX_ATTEMPTS, MAX_DECLARED_DURATION_S, ItemWatchdog, lost_in
+from stages.video_filter import VideoFilterConfig, VideoFilterStage
 from tests import media
 from tests.outputs import assert_same_output
 
@@ -93,6 +94,17 @@ def test_a_worker_killed_before_its_deadline_is_retried_then_given_up(tmp_path: 
     loss = watchdog.loss(record)  # a file that keeps crashing its decoder
     assert (loss.stage, loss.rule) == ("hang", "worker_lost") and "3 time(s)" in loss.detail
     assert ItemWatchdog(tmp_path, "hang", Resources(timeout_s=None)).limit_s(record) is None
+
+
+def test_an_absurd_declared_duration_gets_a_bounded_limit(tmp_path: Path) -> None:
+    # a damaged AVI header (fuzz): duration 4.6e18 s made the kernel timer overflow time_t
+    watchdog = ItemWatchdog(tmp_path, "video_filter", Resources(timeout_s=60))
+    for duration in (4.6116860141324206e18, float("nan"), -5.0):
+        record = {"video_id": "v4", "path": "/x/odd.avi", "status": "pending",
+                  "duration_s": duration, "fps": 24.0, "width": 320, "height": 180}
+        assert watchdog.limit_s(record) <= 60 + 4.0 * MAX_DECLARED_DURATION_S
+        done = StageCall(VideoFilterStage(VideoFilterConfig(), "metadata"), watchdog)(record)
+        assert done.get("reject_rule") != "error", done["reason"]
 
 
 def test_watchdog_overhead_per_stage_call_is_small(tmp_path: Path) -> None:
