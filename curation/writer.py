@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -36,33 +37,51 @@ _PART = re.compile(r"part-(\d+)\.parquet$")
 _SHARD = re.compile(r"clips-(\d+)\.tar$")
 
 
-def writable(records: list[Record]) -> list[Record]:
-    """``records``, with each one whose rows the tables cannot hold replaced by a ``failed``
-    row saying why, so that one odd record never stops the commit of the others."""
+_ROW_ERRORS = (pa.ArrowException, TypeError, ValueError, KeyError)
+
+
+@dataclass
+class _Part:
+    """One part's rows, built once: each sample's metadata and mp4, and the three tables (the
+    index's ``shard`` and ``key`` are filled in once the shards are written)."""
+
+    samples: list[tuple[dict, Path]]
+    index: pa.Table
+    shots: pa.Table
+    videos: pa.Table
+
+
+def _part(records: list[Record]) -> _Part:
+    """The rows of ``records`` as a part; raises on a row the tables cannot hold."""
+    samples = [(record, sample) for record in records if record["status"] == "accepted"
+               for sample in record.get("samples") or []]
+    metadata = [clip_metadata(record, sample) for record, sample in samples]
+    index = [dict(meta, shard="", key="", mp4_bytes=sample["mp4_bytes"])
+             for meta, (_, sample) in zip(metadata, samples, strict=True)]
+    return _Part([(meta, Path(sample["mp4_path"]))
+                  for meta, (_, sample) in zip(metadata, samples, strict=True)],
+                 to_table(index, CLIPS_INDEX),
+                 to_table([row for record in records for row in shot_rows(record)], SHOTS),
+                 to_table(records, VIDEOS))
+
+
+def _writable_part(records: list[Record]) -> tuple[list[Record], _Part]:
+    """``records`` and their part, with each record whose rows the tables cannot hold replaced
+    by a ``failed`` row saying why, so that one odd record never stops the commit of the
+    others."""
     try:
-        _rows_as_tables(records)
-        return records
-    except (pa.ArrowException, TypeError, ValueError, KeyError) as err:
+        return records, _part(records)
+    except _ROW_ERRORS as err:
         log.warning("a batch of %d videos has an unwritable row (%s); checking each",
                     len(records), err)
     checked = []
     for record in records:
         try:
-            _rows_as_tables([record])
+            _part([record])
             checked.append(record)
-        except (pa.ArrowException, TypeError, ValueError, KeyError) as err:
+        except _ROW_ERRORS as err:
             checked.append(_unwritable(record, err))
-    return checked
-
-
-def _rows_as_tables(records: list[Record]) -> None:
-    """Build every table row of ``records`` (index rows without their shard), or raise."""
-    index = [dict(clip_metadata(record, sample), shard="", key="", mp4_bytes=0)
-             for record in records if record["status"] == "accepted"
-             for sample in record.get("samples") or []]
-    to_table(index, CLIPS_INDEX)
-    to_table([row for record in records for row in shot_rows(record)], SHOTS)
-    to_table(records, VIDEOS)
+    return checked, _part(checked)
 
 
 def _unwritable(record: Record, err: Exception) -> Record:
@@ -105,20 +124,17 @@ class PartWriter:
         """Commit ``records`` (finished videos, their shots and encoded samples) as one part."""
         if not records:
             return
-        records = writable(records)
+        records, part = _writable_part(records)
         name = f"part-{self._next:06d}.parquet"
-        samples = [(record, sample) for record in records if record["status"] == "accepted"
-                   for sample in record.get("samples") or []]
-        pairs = [(clip_metadata(record, sample), Path(sample["mp4_path"]))
-                 for record, sample in samples]
-        placed = self.shards.write(pairs)
-        index = [dict(metadata, shard=shard, key=key, mp4_bytes=sample["mp4_bytes"])
-                 for (metadata, _), (_, sample), (shard, key) in zip(pairs, samples, placed,
-                                                                     strict=True)]
-        self._write_table(self.index_dir / name, to_table(index, CLIPS_INDEX))
-        shots = [row for record in records for row in shot_rows(record)]
-        self._write_table(self.shots_dir / name, to_table(shots, SHOTS))
-        self._write_table(self.videos_dir / name, to_table(records, VIDEOS))
+        placed = self.shards.write(part.samples)
+        index = part.index
+        for position, column in enumerate(("shard", "key")):
+            at = index.schema.get_field_index(column)
+            index = index.set_column(at, index.schema.field(at),
+                                     pa.array([place[position] for place in placed], pa.string()))
+        self._write_table(self.index_dir / name, index)
+        self._write_table(self.shots_dir / name, part.shots)
+        self._write_table(self.videos_dir / name, part.videos)
         self._next += 1
         for record in records:
             shutil.rmtree(self.staging_dir / record["video_id"], ignore_errors=True)
