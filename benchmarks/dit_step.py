@@ -21,7 +21,8 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from models.dit import MoGADiT, ShotText
-from models.trainer import FlowConfig, flow_loss, load_train_config
+from models.train_config import FlowConfig, load_train_config
+from models.trainer import flow_loss
 
 CONFIG = Path(__file__).parents[1] / "configs" / "train-wan1.3b.yaml"
 

@@ -18,10 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from curation.resources import Resources  # noqa: E402
-from stages import shot_crop  # noqa: E402
 from stages.probe import ProbeConfig, ProbeStage  # noqa: E402
-from stages.shot_split import ShotSplitConfig, ShotSplitStage  # noqa: E402
+from stages.resources import Resources
+from stages.shot_crop.config import ShotCropConfig  # noqa: E402
+from stages.shot_crop.ocr import OcrEngine, build_engine  # noqa: E402
+from stages.shot_crop.stage import ShotCropStage  # noqa: E402
+from stages.shot_split.config import ShotSplitConfig
+from stages.shot_split.stage import ShotSplitStage
 from stages.video_score import VideoScoreConfig, VideoScoreStage  # noqa: E402
 
 DEFAULT = Path.home() / ".cache" / "moga-curate" / "trailer_bbb.mp4"
@@ -30,7 +33,7 @@ DEFAULT = Path.home() / ".cache" / "moga-curate" / "trailer_bbb.mp4"
 class Timed:
     """An OCR engine that sums the wall and CPU seconds spent in detection and recognition."""
 
-    def __init__(self, engine: shot_crop.OcrEngine) -> None:
+    def __init__(self, engine: OcrEngine) -> None:
         self.name, self._engine = engine.name, engine
         self.seconds = {"detect": 0.0, "recognize": 0.0}
         self.cpu = {"detect": 0.0, "recognize": 0.0}
@@ -61,9 +64,9 @@ def prepared(path: Path) -> dict:
 
 def run_once(record: dict, threads: int) -> tuple[float, float, Timed]:
     """(wall s, CPU s, engine timings) of one ``process`` call on a fresh copy of ``record``."""
-    config = shot_crop.ShotCropConfig(resources=Resources(num_cpus=threads))
-    engine = Timed(shot_crop.build_engine(config))
-    stage = shot_crop.ShotCropStage(config)
+    config = ShotCropConfig(resources=Resources(num_cpus=threads))
+    engine = Timed(build_engine(config))
+    stage = ShotCropStage(config)
     stage._engine = engine  # the benchmark's timing wrapper replaces what setup() builds
     fresh = {**record, "shots": [dict(s) for s in record["shots"]]}
     wall, cpu = time.perf_counter(), time.process_time()

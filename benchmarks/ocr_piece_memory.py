@@ -12,9 +12,10 @@ import argparse
 import resource
 import time
 
-from curation.seek import frame_grid
+from media.seek import frame_grid
 from stages.probe import ProbeConfig, ProbeStage
-from stages.shot_crop import CropChunk, ShotCropConfig, ShotCropStage
+from stages.shot_crop.config import ShotCropConfig
+from stages.shot_crop.stage import CropChunk, ShotCropStage
 
 SHOTS, SHOT_FRAMES = 75, 96
 

@@ -42,15 +42,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.dit import MoGADiT, ShotText  # noqa: E402
 from models.shards import ClipSample, ShardStream  # noqa: E402
-from models.trainer import (  # noqa: E402
-    EMA,
-    Run,
-    TrainConfig,
-    build_run,
-    init_ranks,
-    load_train_config,
-    train_step,
-)
+from models.train_config import TrainConfig, load_train_config
+from models.trainer import EMA, Run, build_run, init_ranks, train_step
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "train-wan1.3b.yaml"
 # cuDNN first for every SDPA call (dense self-attention, shot cross-attention), as in dit_step.py.

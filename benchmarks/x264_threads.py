@@ -28,8 +28,9 @@ from bbb import DEFAULT_CACHE, fetch_bbb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import stages.encode_writer as encode_writer  # noqa: E402
-from stages.encode import EncodeConfig, EncodeStage  # noqa: E402
+import stages.encode.writer as encode_writer  # noqa: E402
+from stages.encode.config import EncodeConfig
+from stages.encode.stage import EncodeStage
 from tests import media  # noqa: E402
 
 ONE_THREAD = encode_writer.encoder_args

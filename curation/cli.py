@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from curation.config import ConfigError, PipelineConfig, load_config
-from curation.disk_full import DiskFullError
+from curation.output.disk_full import DiskFullError
 from curation.plan import PreflightError
 from curation.run_state import RunStateError
 from models.train_cli import sample_command, train_command
@@ -46,8 +46,8 @@ def run_command(raw_dir: Path, out_dir: Path, config_path: Path | None, ray_addr
                 num_cpus: int | None, limit: int | None, resume: bool, strict: bool,
                 dry_run: bool, progress: str) -> None:
     """Curate the videos under RAW_DIR into OUT_DIR."""
+    from curation.output.summary import format_summary
     from curation.runner import RunOptions, run
-    from curation.summary import format_summary
 
     try:
         config = load_config(config_path)
@@ -88,7 +88,7 @@ def _dry_run(raw_dir: Path, out_dir: Path, config: PipelineConfig, options: RunO
               help="Contact sheets for at most this many samples.")
 def report_command(out_dir: Path, output: Path | None, max_samples: int) -> None:
     """Write a self-contained HTML report of OUT_DIR."""
-    from curation.report import write_report
+    from curation.inspect.report import write_report
 
     try:
         click.echo(f"wrote {write_report(out_dir, output, max_samples)}")
@@ -100,7 +100,7 @@ def report_command(out_dir: Path, output: Path | None, max_samples: int) -> None
 @click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def inspect_command(out_dir: Path) -> None:
     """Print the summary of OUT_DIR and what each stage and rule removed."""
-    from curation.inspect_output import inspect_text
+    from curation.inspect.inspect_output import inspect_text
 
     try:
         click.echo(inspect_text(out_dir))
@@ -119,7 +119,7 @@ def _not_an_output(out_dir: Path, err: FileNotFoundError) -> None:
               help="Input folder to re-discover (default: the one the videos rows point at).")
 def validate_command(out_dir: Path, raw_dir: Path | None) -> None:
     """Check OUT_DIR against the output contract; exit 1 listing every violation."""
-    from curation.validate import validate
+    from curation.inspect.validate import validate
 
     problems = validate(out_dir, raw_dir)
     for problem in problems:

@@ -14,14 +14,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from stages.encode import EncodeConfig
+from stages.encode.config import EncodeConfig
 from stages.probe import ProbeConfig
-from stages.shot_caption import ShotCaptionConfig
-from stages.shot_crop import ShotCropConfig
+from stages.shot_caption.config import ShotCaptionConfig
+from stages.shot_crop.config import ShotCropConfig
 from stages.shot_filter import ShotFilterConfig
 from stages.shot_merge import ShotMergeConfig
-from stages.shot_score import ShotScoreConfig
-from stages.shot_split import ShotSplitConfig
+from stages.shot_score.config import ShotScoreConfig
+from stages.shot_split.config import ShotSplitConfig
 from stages.video_filter import VideoFilterConfig
 from stages.video_score import VideoScoreConfig
 
@@ -95,7 +95,7 @@ class PipelineConfig(BaseModel):
 
     def fingerprint(self) -> str:
         """Short hash of the settings that change results: not output batching, not the
-        settings marked :data:`~curation.resources.SPEED_ONLY` (CPUs, workers, piece sizes)."""
+        settings marked :data:`~stages.resources.SPEED_ONLY` (CPUs, workers, piece sizes)."""
         relevant = results_settings(self)
         del relevant["output"]
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]

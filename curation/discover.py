@@ -17,8 +17,8 @@ import subprocess
 from pathlib import Path
 
 from curation.config import InputConfig
-from curation.records import Record, Status
 from stages.probe import ProbeError, apply_probe, playlist_kind, run_ffprobe
+from stages.records import Record, Status
 
 log = logging.getLogger(__name__)
 

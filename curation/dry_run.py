@@ -20,10 +20,10 @@ import pyarrow.dataset as ds
 from curation.config import PipelineConfig
 from curation.discover import discover
 from curation.plan import PlannedStage, PreflightError, build_plan, preflight
-from curation.records import Record, Status
 from curation.run_state import RunStateError, check_run_state
 from curation.runner import RunOptions, actor_cpu_shares
 from stages.probe import ProbeError, run_ffprobe
+from stages.records import Record, Status
 
 # Samples are H.264 at CRF 20 (encode stage defaults) with short side 480: the footage in
 # samples/ takes 4-14 MB per minute, real films about 5-10. The estimate takes the upper end.

@@ -1,12 +1,12 @@
 """The pieces of one video's work as parallel Ray tasks: the runner's mapper for
-:class:`~stages.ChunkedStage`.
+:class:`~stages.base.ChunkedStage`.
 
 The first piece runs in the calling worker, the others as tasks. The stage object goes into
 the object store once, before any worker has set it up; each task worker keeps one set-up copy
 per stage (:data:`_READY`), so a model loads once per process, not once per piece. The record
 goes into the store once per video and every piece reads it from there. A task whose worker
 dies is retried by Ray (``max_retries`` times); a piece whose workers keep dying becomes a
-:class:`~stages.ChunkFailure` with rule ``worker_lost``, and an exception in a piece one with
+:class:`~stages.base.ChunkFailure` with rule ``worker_lost``, and an exception in a piece one with
 rule ``error``, as :class:`~curation.plan.StageCall` does for a whole video.
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 
 import ray
 
-from curation.records import Record
-from curation.resources import Resources
-from stages import ChunkedStage, ChunkFailure
+from stages.base import ChunkedStage, ChunkFailure
+from stages.records import Record
+from stages.resources import Resources
 
 MAX_RETRIES = 2
 _READY: dict[str, ChunkedStage] = {}

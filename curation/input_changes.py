@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from curation.records import Record, fail
+from stages.records import Record, fail
 
 Stamp = tuple[int, int] | None
 

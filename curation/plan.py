@@ -8,20 +8,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curation.config import PipelineConfig
-from curation.records import Record, fail, is_live
-from curation.resources import Resources
 from curation.watchdog import ItemWatchdog
-from stages import ChunkedStage, ChunkMapper, Stage
-from stages.aesthetic import preflight as aesthetic_preflight
-from stages.encode import EncodeStage
+from stages.base import ChunkedStage, ChunkMapper, Stage
+from stages.encode.stage import EncodeStage
 from stages.probe import ProbeStage
-from stages.shot_caption import ShotCaptionStage
-from stages.shot_caption import preflight as caption_preflight
-from stages.shot_crop import ShotCropStage
+from stages.records import Record, fail, is_live
+from stages.resources import Resources
+from stages.shot_caption.captioner import preflight as caption_preflight
+from stages.shot_caption.stage import ShotCaptionStage
+from stages.shot_crop.stage import ShotCropStage
 from stages.shot_filter import ShotFilterStage
 from stages.shot_merge import ShotMergeStage
-from stages.shot_score import ShotScoreStage
-from stages.shot_split import ShotSplitStage
+from stages.shot_score.aesthetic import preflight as aesthetic_preflight
+from stages.shot_score.stage import ShotScoreStage
+from stages.shot_split.stage import ShotSplitStage
 from stages.video_filter import VideoFilterStage
 from stages.video_score import VideoScoreStage
 
@@ -86,7 +86,7 @@ class StageCall:
     """Applies one stage to one record: skips finished records, times the stage, turns an
     unexpected exception into a ``failed`` record naming the stage and the error, and, with a
     watchdog, stops a call that overruns its limit (rule ``timeout``) and gives up on a file
-    that keeps killing its worker (rule ``worker_lost``). A :class:`~stages.ChunkedStage` has
+    that keeps killing its worker (rule ``worker_lost``). A :class:`~stages.base.ChunkedStage` has
     its pieces mapped by ``mapper`` (the runner's parallel tasks) when one is given."""
 
     def __init__(self, stage: Stage, watchdog: ItemWatchdog | None = None,

@@ -12,8 +12,8 @@ import sys
 import time
 from typing import TextIO
 
-from curation.names import one_line
-from curation.records import Record
+from curation.output.names import one_line
+from stages.records import Record
 
 MODES = ("auto", "bar", "plain", "quiet")
 

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from curation.config import PipelineConfig
-from curation.writer_io import atomic_write_bytes
+from curation.output.atomic import atomic_write_bytes
 
 
 class RunStateError(RuntimeError):

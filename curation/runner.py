@@ -3,7 +3,7 @@
 The driver discovers files, writes rows for files that need no processing (duplicates,
 unreadable), and streams the rest through a Ray Dataset, one map per stage sized from the
 config. Finished videos come back to the driver as they complete and are committed in batches
-by :class:`~curation.writer.PartWriter`; a killed run resumes from the last committed part.
+by :class:`~curation.output.writer.PartWriter`; a killed run resumes from the last committed part.
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ from pathlib import Path
 
 from curation.config import PipelineConfig
 from curation.discover import discover
-from curation.disk_full import check_record, commit
 from curation.input_changes import unless_changed
+from curation.output.disk_full import check_record, commit
+from curation.output.summary import write_summary
+from curation.output.writer import PartWriter
 from curation.plan import PlannedStage, build_plan, preflight, stage_call_class
 from curation.progress import Progress, resolve_mode
-from curation.records import Record, Status, fail
 from curation.run_state import check_run_state
-from curation.summary import write_summary
 from curation.watchdog import INFLIGHT_DIR, ItemWatchdog, lost_in
-from curation.writer import PartWriter
-from stages import ChunkedStage
+from stages.base import ChunkedStage
+from stages.records import Record, Status, fail
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +148,11 @@ def _init_ray(options: RunOptions) -> bool:
         return False
     if options.ray_address:
         import curation
+        import media
         import stages
 
         ray.init(address=options.ray_address, log_to_driver=False,
-                 runtime_env={"py_modules": [curation, stages]})
+                 runtime_env={"py_modules": [curation, stages, media]})
     else:
         # "local": a fresh Ray even when `ray start` runs on this machine (plain init joins it)
         ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=False,

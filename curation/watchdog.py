@@ -26,8 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from curation.records import Record
-from curation.resources import Resources
+from stages.records import Record
+from stages.resources import Resources
 
 INFLIGHT_DIR = ".inflight"
 

@@ -14,7 +14,7 @@ import torch
 
 from models.dit import MoGADiT, ShotText
 from models.encoders import Encoders
-from models.trainer import TrainConfig
+from models.train_config import TrainConfig
 
 
 def load_model(checkpoint: Path, device: torch.device, use_ema: bool = True

@@ -30,7 +30,8 @@ SET_HELP = "Override a config key, e.g. --set train.steps=100 (repeatable; value
 def train_command(config_path: Path, data: str, out_dir: Path, resume: bool,
                   overrides: tuple[str, ...]) -> None:
     """Train MoGA-DiT on curated shards."""
-    from models.trainer import TrainConfigError, load_train_config, train
+    from models.train_config import TrainConfigError, load_train_config
+    from models.trainer import train
 
     try:
         cfg = load_train_config(config_path, list(overrides))
@@ -64,7 +65,7 @@ def sample_command(checkpoint: Path, prompts: tuple[str, ...], out_path: Path,
 
     from models.encoders import Encoders
     from models.sampler import generate, load_model, write_mp4
-    from models.trainer import TrainConfigError, parse_train_config
+    from models.train_config import TrainConfigError, parse_train_config
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, cfg = load_model(checkpoint, device, ema)

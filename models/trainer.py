@@ -19,13 +19,11 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch.distributed import ProcessGroup
 
 from models.checkpoint import (
@@ -36,100 +34,12 @@ from models.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from models.dit import DiTConfig, MoGADiT, ShotText, token_slice
-from models.encoders import EncoderConfig, Encoders
-from models.shards import ClipSample, DataConfig, ShardStream
+from models.dit import MoGADiT, ShotText, token_slice
+from models.encoders import Encoders
+from models.shards import ClipSample, ShardStream
+from models.train_config import FlowConfig, TrainConfig
 
 log = logging.getLogger(__name__)
-
-
-class OptimConfig(BaseModel):
-    """AdamW with linear warm-up to a constant rate (the paper trains at a constant 1e-5)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    lr: float = Field(1e-5, gt=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = Field(0.0, ge=0)
-    warmup_steps: int = Field(0, ge=0)
-    grad_clip: float | None = Field(1.0, gt=0, description="Max global grad norm; null: off.")
-    ema_decay: float | None = Field(None, gt=0, lt=1, description="Keep an EMA; null: off.")
-
-
-class FlowConfig(BaseModel):
-    """Rectified flow: x_t = (1 - t) x_0 + t noise, the model predicts noise - x_0."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    timesteps: Literal["logit_normal", "uniform"] = "logit_normal"
-    logit_mean: float = 0.0
-    logit_std: float = Field(1.0, gt=0)
-    shift: float = Field(1.0, gt=0, description="t -> shift t / (1 + (shift - 1) t); >1: noisier.")
-    caption_dropout: float = Field(0.1, ge=0, le=1,
-                                   description="Chance a shot's caption is replaced by ''.")
-
-
-class RunConfig(BaseModel):
-    """Loop, precision, parallelism and bookkeeping."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    steps: int = Field(1000, ge=1)
-    grad_accum: int = Field(1, ge=1, description="Samples (micro-batches of one) per step.")
-    seed: int = 0
-    precision: Literal["bf16", "fp32"] = Field("bf16", description="bf16 autocast on GPU only.")
-    activation_checkpointing: bool = True
-    sequence_parallel: int = Field(1, ge=1, description="Ulysses group size (ranks per sample).")
-    log_every: int = Field(1, ge=1)
-    checkpoint_every: int = Field(500, ge=1)
-    keep_checkpoints: int = Field(2, ge=1)
-
-
-class TrainConfig(BaseModel):
-    """The whole training YAML."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: DiTConfig = DiTConfig()
-    encoders: EncoderConfig
-    data: DataConfig = DataConfig()
-    optim: OptimConfig = OptimConfig()
-    flow: FlowConfig = FlowConfig()
-    train: RunConfig = RunConfig()
-
-
-class TrainConfigError(ValueError):
-    """The training YAML is unreadable or invalid; the message names every bad key."""
-
-
-def load_train_config(path: Path, overrides: list[str] = ()) -> TrainConfig:
-    """Read ``path`` and apply ``key.sub=value`` overrides (values parsed as YAML)."""
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise TrainConfigError(f"{path}: cannot read config: {err}") from None
-    return parse_train_config(data, overrides, str(path))
-
-
-def parse_train_config(data: dict[str, Any], overrides: list[str] = (),
-                       source: str = "config") -> TrainConfig:
-    """Validate a parsed config after applying ``key.sub=value`` overrides."""
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise TrainConfigError(f"--set {item!r}: expected key.sub=value")
-        node = data
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise TrainConfigError(f"--set {key}: {part} is not a section")
-        node[leaf] = yaml.safe_load(value)
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as err:
-        lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
-        raise TrainConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines)) from None
 
 
 @dataclass

@@ -3,7 +3,7 @@
 The shot split decodes every frame once at a fixed analysis width; this module measures a few
 cheap signals on every ``stride``-th of those frames, so shot-level scoring needs no second
 decode and its numbers compare across source resolutions. The signals travel in the record as
-one packed float32 matrix (:func:`pack`) and are read back by :mod:`stages.shot_score`.
+one packed float32 matrix (:func:`pack`) and are read back by :mod:`stages.shot_score.stage`.
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from curation.records import Record, fail, reject
-from curation.resources import Resources
-from stages import ConfiguredStage
+from stages.base import ConfiguredStage
+from stages.records import Record, fail, reject
+from stages.resources import Resources
 
 # Demuxers and codecs that hold a still picture, not a video.
 _IMAGE_FORMAT_MARKERS = ("image2", "_pipe")

@@ -10,9 +10,9 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from curation.records import Record, drop_shot, live_shots
-from curation.resources import Resources
-from stages import ConfiguredStage
+from stages.base import ConfiguredStage
+from stages.records import Record, drop_shot, live_shots
+from stages.resources import Resources
 from stages.rules import Rule, first_broken_rule
 
 

@@ -20,9 +20,9 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from curation.records import Record, drop_shot
-from curation.resources import Resources
-from stages import ConfiguredStage
+from stages.base import ConfiguredStage
+from stages.records import Record, drop_shot
+from stages.resources import Resources
 
 Rect = tuple[int, int, int, int]  # x, y, w, h in source pixels
 

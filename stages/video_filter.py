@@ -11,9 +11,9 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from curation.records import Record, reject
-from curation.resources import Resources
-from stages import ConfiguredStage
+from stages.base import ConfiguredStage
+from stages.records import Record, reject
+from stages.resources import Resources
 from stages.rules import Rule, first_broken_rule
 
 

@@ -15,10 +15,10 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from curation.decode import analysis_size, open_reader
-from curation.records import Record, fail
-from curation.resources import Resources
-from stages import ConfiguredStage
+from media.readers import analysis_size, open_reader
+from stages.base import ConfiguredStage
+from stages.records import Record, fail
+from stages.resources import Resources
 
 
 class VideoScoreConfig(BaseModel):

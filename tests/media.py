@@ -10,7 +10,7 @@ import dataclasses
 import subprocess
 from pathlib import Path
 
-from curation.seek import FrameGrid
+from media.seek import FrameGrid
 
 # One x264 thread: frame-threaded x264 writes different bytes for the same frames now and then
 # on a loaded machine (benchmarks/RESULTS.md), and a test's input must be the same every run.

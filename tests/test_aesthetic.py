@@ -9,9 +9,11 @@ import pytest
 
 from curation.config import parse_config
 from curation.plan import PreflightError, preflight
-from stages.aesthetic import AestheticConfig, build_mlp
-from stages.shot_score import ShotScoreConfig, ShotScoreStage
-from stages.shot_split import ShotSplitConfig, detect_shots
+from stages.shot_score.aesthetic import build_mlp
+from stages.shot_score.config import AestheticConfig, ShotScoreConfig
+from stages.shot_score.stage import ShotScoreStage
+from stages.shot_split.config import ShotSplitConfig
+from stages.shot_split.stage import detect_shots
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ import pytest
 from curation import runner
 from curation.config import parse_config
 from curation.plan import PlannedStage, build_plan
-from curation.records import Record
-from curation.resources import Resources
+from stages.records import Record
+from stages.resources import Resources
 from tests import media
 from tests.conftest import NonRoot
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from curation.decode import PyAVReader, analysis_size, iter_timed_frames, open_reader
+from media.readers import PyAVReader, analysis_size, open_reader
+from media.stream import iter_timed_frames
 from stages.probe import ProbeConfig, ProbeStage
 from stages.video_score import VideoScoreConfig, VideoScoreStage
 from tests import media
@@ -158,7 +159,7 @@ def test_decord_failing_on_a_read_falls_back_to_pyav(
     size = analysis_size(W, H, 128)
     reader = open_reader(str(path), size)
     assert reader.backend == "decord"
-    with caplog.at_level(logging.WARNING, logger="curation.decode"):
+    with caplog.at_level(logging.WARNING, logger="media"):
         frames = reader.frames_at(indices)
     assert reader.backend == "pyav"
     assert str(path) in caplog.text and "avcodec_send_packet" in caplog.text

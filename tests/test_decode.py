@@ -11,14 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from curation.decode import (
-    FrameNumbering,
-    SparseDecodeError,
-    iter_analysis_frames,
-    iter_sparse_frames,
-    iter_window_frames,
-    prefetched,
-)
+from media.sparse import FrameNumbering, SparseDecodeError, iter_sparse_frames, iter_window_frames
+from media.stream import iter_analysis_frames, prefetched
 
 
 def test_prefetched_pass_yields_the_same_frames(bikes: Path) -> None:

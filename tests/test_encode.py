@@ -17,9 +17,10 @@ import cv2
 import numpy as np
 import pytest
 
-from curation.decode import iter_timed_frames
-from curation.seek import frame_grid, iter_frames_from
-from stages.encode import EncodeChunk, EncodeConfig, EncodeStage
+from media.seek import frame_grid, iter_frames_from
+from media.stream import iter_timed_frames
+from stages.encode.config import EncodeConfig
+from stages.encode.stage import EncodeChunk, EncodeStage
 from tests import media
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -266,8 +267,8 @@ CHILD = """
 import os, signal, subprocess, sys
 from pathlib import Path
 import av
-import stages.encode_writer as writer
-from stages.encode import EncodeConfig
+import stages.encode.writer as writer
+from stages.encode.config import EncodeConfig
 source, folder, guarded = sys.argv[1], Path(sys.argv[2]), sys.argv[3] == "1"
 if not guarded:
     writer.die_with_parent = lambda: None

@@ -1,4 +1,4 @@
-"""One video's work in pieces: :class:`stages.ChunkedStage` mapped in order and as parallel Ray
+"""One video's work in pieces: :class:`stages.base.ChunkedStage` mapped in order and as parallel Ray
 tasks (:mod:`curation.fan_out`) gives the same record; a failing piece fails its video."""
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import BaseModel
 
-from curation.records import Record
-from curation.resources import Resources
-from stages import ChunkedStage, consecutive_groups
+from stages.base import ChunkedStage, consecutive_groups
 from stages.probe import ProbeConfig, ProbeStage
-from stages.shot_crop import ShotCropConfig, ShotCropStage
+from stages.records import Record
+from stages.resources import Resources
+from stages.shot_crop.config import ShotCropConfig
+from stages.shot_crop.stage import ShotCropStage
 from tests import media
 from tests.media_text import TextVideo, make_text_video
 

@@ -21,9 +21,9 @@ import pytest
 from curation import runner
 from curation.config import parse_config
 from curation.plan import PlannedStage, StageCall, build_plan
-from curation.records import Record
-from curation.resources import Resources
 from curation.watchdog import MAX_ATTEMPTS, MAX_DECLARED_DURATION_S, ItemWatchdog, lost_in
+from stages.records import Record
+from stages.resources import Resources
 from stages.video_filter import VideoFilterConfig, VideoFilterStage
 from tests import media
 from tests.outputs import assert_same_output

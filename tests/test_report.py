@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from curation.cli import main
-from curation.report import funnel, histogram_svg, load_output
+from curation.inspect.report import funnel, histogram_svg, load_output
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 # Four shots (two dropped, one with burnt-in text), an unreadable file and an audio-only file.

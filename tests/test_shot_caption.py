@@ -14,18 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from curation.decode import open_reader
-from stages.shot_caption import (
+from media.readers import open_reader
+from stages.shot_caption.captioner import CaptionPreflightError, describe_model, preflight
+from stages.shot_caption.config import ShotCaptionConfig
+from stages.shot_caption.stage import (
     CaptionJob,
-    CaptionPreflightError,
-    ShotCaptionConfig,
     ShotCaptionStage,
     chunk_jobs,
     decode_clips,
-    describe_model,
     fit_pixels,
     plan_jobs,
-    preflight,
     scale_crop,
     spread_indices,
 )

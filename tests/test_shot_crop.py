@@ -13,19 +13,13 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from curation.decode import open_reader
-from stages import shot_crop
-from stages.crop_geometry import Rect, area, group_by_place, intersection, largest_crop
+from media.readers import open_reader
 from stages.probe import ProbeConfig, ProbeStage
-from stages.shot_crop import (
-    OcrEngine,
-    ShotCropConfig,
-    ShotCropStage,
-    build_engine,
-    crop_shot,
-    distinct_texts,
-    shot_frames,
-)
+from stages.shot_crop import stage as shot_crop_stage
+from stages.shot_crop.config import ShotCropConfig
+from stages.shot_crop.geometry import Rect, area, group_by_place, intersection, largest_crop
+from stages.shot_crop.ocr import OcrEngine, build_engine, distinct_texts
+from stages.shot_crop.stage import ShotCropStage, crop_shot, shot_frames
 from stages.video_score import VideoScoreConfig, VideoScoreStage
 from tests.media_text import TextVideo, make_text_video
 
@@ -286,7 +280,7 @@ def test_ocr_reads_few_small_frames_and_recognises_only_boxes(
             crops.append(len(images))
             return self._engine.recognize(images)
 
-    monkeypatch.setattr(shot_crop, "build_engine", lambda c: Counting(build_engine(c)))
+    monkeypatch.setattr(shot_crop_stage, "build_engine", lambda c: Counting(build_engine(c)))
     counting = ShotCropStage(ShotCropConfig(detect_width=480, frames_per_shot=2))
     counting.setup()
     counting.process(_record(text_videos["subtitled"][0], SUBTITLED.cuts))

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from stages.shot_score import ShotScoreConfig, ShotScoreStage
-from stages.shot_split import ShotSplitConfig, detect_shots
+from stages.shot_score.config import ShotScoreConfig
+from stages.shot_score.stage import ShotScoreStage
+from stages.shot_split.config import ShotSplitConfig
+from stages.shot_split.stage import detect_shots
 
 
 def _score(path: Path, width: int = 176, height: int = 144, fps: float = 29.97) -> dict:

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from curation.decode import analysis_size
-from curation.seek import GridMismatch
+from media.readers import analysis_size
+from media.seek import GridMismatch
 from stages.probe import ProbeConfig, ProbeStage
-from stages.shot_passes import full_pass, sparse_pass
-from stages.shot_split import ShotSplitConfig, ShotSplitStage, detect_shots
-from stages.transitions import Span, content_cuts
+from stages.shot_split.config import ShotSplitConfig
+from stages.shot_split.passes import full_pass, sparse_pass
+from stages.shot_split.stage import ShotSplitStage, detect_shots
+from stages.shot_split.transitions import Span, content_cuts
 from tests import media
 
 
@@ -171,7 +172,7 @@ def test_a_piece_misled_by_the_timestamps_makes_the_join_measure_one_pass(
               for c in stage.chunks(record)]
     results = [stage.process_chunk(record, piece) for piece in pieces]
     assert any(isinstance(r, GridMismatch) for r in results)
-    with caplog.at_level(logging.INFO, logger="stages.shot_split"):
+    with caplog.at_level(logging.INFO, logger="stages.shot_split.stage"):
         joined = stage.join(dict(record), results)
     assert "in one pass" in caplog.text
     whole = ShotSplitStage(ShotSplitConfig(chunk_s=None)).process(dict(record))

@@ -15,11 +15,14 @@ import av
 import pyarrow.dataset as ds
 import pytest
 
-from curation.decode import PyAVReader, decoded_frames, open_video
-from curation.validate import shot_time_problems, validate
-from stages.encode import EncodeConfig, EncodeStage
+from curation.inspect.validate import shot_time_problems, validate
+from media.readers import PyAVReader
+from media.stream import decoded_frames, open_video
+from stages.encode.config import EncodeConfig
+from stages.encode.stage import EncodeStage
 from stages.probe import ProbeConfig, ProbeStage
-from stages.shot_split import ShotSplitConfig, ShotSplitStage, timing_problem
+from stages.shot_split.config import ShotSplitConfig
+from stages.shot_split.stage import ShotSplitStage, timing_problem
 from stages.video_score import VideoScoreConfig, VideoScoreStage
 from tests import media
 
@@ -152,7 +155,7 @@ def test_a_frame_that_does_not_decode_is_replaced_by_the_nearest(
     path = _make("damaged", cuts, tmp_path)
     reader = PyAVReader(str(path), (64, 36))
     assert reader.num_frames == 90
-    with caplog.at_level(logging.WARNING, "curation.decode"):
+    with caplog.at_level(logging.WARNING, "media"):
         frames = reader.frames_at([0, 45, 89])
     assert frames.shape == (3, 36, 64, 3)
     assert "did not decode" in caplog.text and "89]" in caplog.text

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from models.dit import MoGADiT
 from models.encoders import Encoders
 from models.train_cli import sample_command, train_command
-from models.trainer import TrainConfig, flow_loss, load_train_config, train
+from models.train_config import TrainConfig, load_train_config
+from models.trainer import flow_loss, train
 from tests.test_shards_reader import LATENT_STARTS, write_clip_shards
 from tests.tiny_encoders import build_tiny_encoders
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from curation.decode import iter_analysis_frames
-from stages.transitions import (
+from media.stream import iter_analysis_frames
+from stages.shot_split.transitions import (
     Boundary,
     ContentScore,
     Span,

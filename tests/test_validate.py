@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from curation.cli import main
-from curation.validate import tiling_gaps, validate
+from curation.inspect.validate import tiling_gaps, validate
 from tests.test_report import curate_small
 
 

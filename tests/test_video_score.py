@@ -57,7 +57,7 @@ def test_sample_indices_prefer_key_frames() -> None:
 
 
 def test_pyav_fallback_samples_the_same_key_frames_as_decord(bikes: Path) -> None:
-    from curation.decode import DecordReader, PyAVReader
+    from media.readers import DecordReader, PyAVReader
 
     decord_reader = DecordReader(str(bikes), (320, 136))
     pyav_reader = PyAVReader(str(bikes), (320, 136))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 
-from curation.names import one_line, utf8_text, utf8_values
-from curation.writer import PartWriter
+from curation.output.names import one_line, utf8_text, utf8_values
+from curation.output.writer import PartWriter
 
 RECORD = {"video_id": "v1", "path": "/x/a.mp4", "status": "accepted", "num_shots": 2,
           "shots": [{"shot_index": 0, "start_frame": 0, "end_frame": 5},

@@ -1,0 +1,1 @@
+"""Reading a finished output back: `curate validate`, `curate report`, `curate inspect`."""

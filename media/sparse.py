@@ -1,0 +1,212 @@
+"""Sparse decoding of one-pass videos: reference frames and the frames a caller selects, then
+only the windows where something may lie, numbered exactly as a full pass numbers them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+import numpy as np
+
+from media.stream import analysis_bgr, open_video, prefetched, seconds_from
+
+
+class SparseDecodeError(RuntimeError):
+    """The stream breaks an assumption of the sparse pass (one frame per packet, numbered by
+    presentation time); the caller decodes every frame instead."""
+
+
+class FrameNumbering:
+    """Display-order frame numbers from packet presentation times, filled by
+    :func:`iter_sparse_frames`: frame ``i`` is the packet with the ``i``-th smallest pts, which is
+    what :func:`iter_timed_frames` counts when every packet decodes to one frame."""
+
+    def __init__(self) -> None:
+        self.pts: list[int] = []  # pts of frame i
+        self.index_of: dict[int, int] = {}
+        self.keys: list[int] = []  # frame numbers of key frames, ascending
+        self.time_base = None
+
+    def seconds(self) -> list[float]:
+        """Each frame's time from the first frame, computed as :func:`iter_timed_frames` does."""
+        return seconds_from(self.pts, self.pts[0], self.time_base)
+
+    def key_before(self, index: int) -> int:
+        """The last key frame at or before frame ``index`` (the first key frame if none is)."""
+        import bisect
+
+        return self.keys[max(0, bisect.bisect_right(self.keys, index) - 1)]
+
+
+class FrameSelector(Protocol):
+    """Steers :func:`iter_sparse_frames`. With prefetch, :meth:`wanted` runs in the decoding
+    thread and :meth:`decoded` in the conversion thread, each in frame order."""
+
+    def wanted(self, index: int) -> bool:
+        """Decode frame ``index`` even if it is not a reference frame?"""
+
+    def decoded(self, index: int, frame: np.ndarray) -> object:
+        """Look at decoded frame ``index`` (BGR); the result travels with the frame."""
+
+
+def iter_sparse_frames(
+    path: str, size: tuple[int, int], selector: FrameSelector, numbering: FrameNumbering,
+    skip_loop_filter: bool = True, prefetch: int = 0,
+) -> Iterator[tuple[int, np.ndarray, object]]:
+    """(frame number, BGR frame at ``size``, ``selector.decoded(...)``) for the reference frames
+    and the frames ``selector.wanted``, in display order.
+
+    The decoder skips every non-reference frame (in H.264 and HEVC most B-frames, about half of
+    the frames) unless the selector wants it; the packets are numbered in display order by
+    presentation time before they reach the decoder, so each can be decided on, also from the
+    frames decoded so far. ``numbering`` holds every frame's pts and the key frames once the
+    iterator is exhausted. Raises :class:`SparseDecodeError` where numbering by pts would not
+    match a full decode. With ``prefetch`` > 0, decoding and the conversion to BGR run in two
+    background threads (on the 2-core dev machine about 10% faster than one thread for both,
+    benchmarks/RESULTS.md), ``prefetch`` frames ahead of the caller.
+    """
+    frames = _sparse_frames(path, selector, numbering, skip_loop_filter)
+    if prefetch <= 0:
+        return _converted(frames, size, selector)
+    return prefetched(_converted(prefetched(frames, _RAW_AHEAD), size, selector), prefetch)
+
+
+_RAW_AHEAD = 8  # decoded full-size frames waiting for their conversion
+
+
+def _converted(
+    frames: Iterator[tuple[int, object]], size: tuple[int, int], selector: FrameSelector
+) -> Iterator[tuple[int, np.ndarray, object]]:
+    """The sparse pass's frames at analysis size, each shown to the selector."""
+    for index, frame in frames:
+        bgr = analysis_bgr(frame, size)
+        yield index, bgr, selector.decoded(index, bgr)
+
+
+def iter_window_frames(
+    path: str, size: tuple[int, int], windows: list[tuple[int, int]], numbering: FrameNumbering,
+    skip_loop_filter: bool = True,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame number, BGR frame) for every frame in the inclusive ``windows``, in order.
+
+    After a sparse pass: seeks to the key frame before each window (or decodes on from the
+    previous window when no key frame lies between them), skips non-reference frames up to the
+    window, and decodes the window's frames one by one.
+    """
+    import av
+
+    spans = sorted(windows)
+    if not spans:
+        return
+    with open_video(path, skip_loop_filter) as (container, stream):
+        groups: list[list[tuple[int, int]]] = []
+        for start, end in spans:
+            if groups and numbering.key_before(start) <= groups[-1][-1][1]:
+                groups[-1].append((start, end))  # decoding on is no dearer than seeking
+            else:
+                groups.append([(start, end)])
+        for group in groups:
+            wanted = {i for start, end in group for i in range(start, end + 1)}
+            try:
+                container.seek(numbering.pts[numbering.key_before(group[0][0])], stream=stream,
+                               backward=True)
+                for index, frame in _decode_selected(container, stream, numbering, wanted):
+                    yield index, analysis_bgr(frame, size)
+            except av.FFmpegError as err:  # the first pass read this file: blame the seek
+                raise SparseDecodeError(f"decoding after a seek failed: {err}") from err
+
+
+def _decode_selected(
+    container: object, stream: object, numbering: FrameNumbering, wanted: set[int]
+) -> Iterator[tuple[int, object]]:
+    """Decode on from the container's position until every ``wanted`` frame came out."""
+    context = stream.codec_context
+    left = set(wanted)
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            frames = context.decode(None)
+        else:
+            index = numbering.index_of.get(packet.pts)
+            if index is None:
+                raise SparseDecodeError(f"packet pts {packet.pts} was not seen in the first pass")
+            context.skip_frame = "DEFAULT" if index in left else "NONREF"
+            frames = context.decode(packet)
+        for frame in frames:
+            index = numbering.index_of.get(frame.pts)
+            if index in left:
+                left.discard(index)
+                yield index, frame
+        if not left:
+            return
+    if left:
+        raise SparseDecodeError(f"{len(left)} frames did not decode after a seek")
+
+
+def _sparse_frames(
+    path: str, selector: FrameSelector, numbering: FrameNumbering, skip_loop_filter: bool
+) -> Iterator[tuple[int, object]]:
+    import heapq
+    from collections import deque
+
+    import av
+
+    with open_video(path, skip_loop_filter) as (container, stream):
+        context = stream.codec_context
+        numbering.time_base = stream.time_base
+        index_of, keys = numbering.index_of, []
+        waiting: deque = deque()  # packets in decode order until their number is known
+        unnumbered: list[int] = []  # heap of pts
+        seen: set[int] = set()
+        last_dts = None
+        expected = 0  # the decoder must give frames in display order, none missing at the start
+
+        def number(below: int | None) -> None:
+            # a pts below the latest dts is final: later packets have pts >= dts >= that dts
+            while unnumbered and (below is None or unnumbered[0] < below):
+                pts = heapq.heappop(unnumbered)
+                index_of[pts] = len(numbering.pts)
+                numbering.pts.append(pts)
+
+        def decode_ready(flush: bool) -> Iterator[tuple[int, object]]:
+            nonlocal expected
+            batches = []
+            try:
+                while waiting and waiting[0].pts in index_of:
+                    packet = waiting.popleft()
+                    wanted = selector.wanted(index_of[packet.pts])
+                    context.skip_frame = "DEFAULT" if wanted else "NONREF"
+                    batches.append(context.decode(packet))
+                if flush:
+                    batches.append(context.decode(None))
+            except av.FFmpegError as err:  # a damaged packet: the full pass skips it
+                raise SparseDecodeError(f"the decoder rejects a packet: {err}") from err
+            for batch in batches:
+                for frame in batch:
+                    index = index_of.get(frame.pts, -1)
+                    if index < expected or (expected == 0 and index != 0):
+                        raise SparseDecodeError(f"frame pts {frame.pts} out of order")
+                    expected = index + 1
+                    yield index, frame
+
+        for packet in container.demux(stream):
+            if packet.size == 0 and packet.pts is None:
+                continue  # the demuxer's end-of-stream packet
+            pts, dts = packet.pts, packet.dts
+            if (pts is None or dts is None or packet.size == 0 or packet.is_discard
+                    or pts < dts or (last_dts is not None and dts < last_dts) or pts in seen):
+                raise SparseDecodeError(
+                    f"packet pts {pts} dts {dts} size {packet.size} cannot be numbered")
+            seen.add(pts)
+            if packet.is_keyframe:
+                keys.append(pts)
+            heapq.heappush(unnumbered, pts)
+            waiting.append(packet)
+            last_dts = dts
+            number(dts)
+            yield from decode_ready(flush=False)
+        number(None)
+        yield from decode_ready(flush=True)
+        numbering.keys = sorted(index_of[pts] for pts in keys)
+        if numbering.keys[:1] != [0]:
+            raise SparseDecodeError("the first frame is not a key frame")
+

@@ -1,0 +1,25 @@
+"""Output format of the encoded samples."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stages.resources import SPEED_ONLY, Resources
+
+
+class EncodeConfig(BaseModel):
+    """Output format of the samples."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    short_side: int = Field(480, ge=16, description="Short side of the output, in pixels.")
+    fps: float = Field(24.0, gt=0, description="Output frame rate.")
+    crf: int = Field(20, ge=0, le=51, description="x264 constant rate factor.")
+    preset: str = Field("veryfast", description="x264 preset.")
+    chunk_s: float | None = Field(
+        300.0, gt=0, description="Seconds of source per parallel piece of one video's encode "
+        "(runs of whole samples, each decoded from the keyframe before it); null: the whole "
+        "video in one piece. A variable-frame-rate video is always one piece.",
+        json_schema_extra=SPEED_ONLY)
+    resources: Resources = Resources(num_cpus=1.0)
+

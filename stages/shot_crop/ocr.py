@@ -1,0 +1,126 @@
+"""OCR engines behind one protocol (RapidOCR's PP-OCR ONNX models by default, PaddleOCR when
+installed) and the text boxes they find on a frame."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from typing import Protocol
+
+import numpy as np
+
+from stages.shot_crop.config import ShotCropConfig
+from stages.shot_crop.geometry import Rect
+
+
+@dataclass(frozen=True)
+class TextBox:
+    """One recognised text line on one frame, in decoded-frame pixels."""
+
+    box: Rect
+    text: str
+    score: float
+
+
+class OcrEngine(Protocol):
+    """What the stage needs from an OCR backend."""
+
+    name: str
+
+    def detect(self, image: np.ndarray) -> list[Rect]:
+        """Axis-aligned boxes of text lines in a BGR image."""
+
+    def recognize(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
+        """(text, score) for each BGR crop."""
+
+
+class RapidOcrEngine:
+    """RapidOCR (ONNX Runtime) with the PP-OCRv6 small models its wheel ships."""
+
+    name = "rapidocr"
+
+    def __init__(self, detect_width: int, threads: int) -> None:
+        from rapidocr import RapidOCR
+
+        self._ocr = RapidOCR(params={
+            "Global.log_level": "error",  # "detection result is empty" is a warning per frame
+            "Global.use_cls": False,  # video text is upright
+            "Det.limit_type": "max",  # frames arrive at detect_width: no second upscale
+            "Det.limit_side_len": detect_width,
+            "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+        })
+
+    def detect(self, image: np.ndarray) -> list[Rect]:
+        found = self._ocr(image, use_det=True, use_cls=False, use_rec=False)
+        quads = getattr(found, "boxes", None)
+        return [] if quads is None else [_bounds(q) for q in quads]
+
+    def recognize(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
+        read = self._ocr.recognize_txt(crops)
+        return [(str(t), float(s)) for t, s in zip(read.txts, read.scores, strict=True)]
+
+
+class PaddleOcrEngine:
+    """PaddleOCR 3 detection and recognition modules loaded from local model folders."""
+
+    name = "paddleocr"
+
+    def __init__(self, det_dir: str, rec_dir: str, detect_width: int) -> None:
+        from paddleocr import TextDetection, TextRecognition
+
+        self._det = TextDetection(model_dir=det_dir, limit_type="max", limit_side_len=detect_width)
+        self._rec = TextRecognition(model_dir=rec_dir)
+
+    def detect(self, image: np.ndarray) -> list[Rect]:
+        (found,) = self._det.predict(image)
+        return [_bounds(np.asarray(q)) for q in found["dt_polys"]]
+
+    def recognize(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
+        return [(str(r["rec_text"]), float(r["rec_score"])) for r in self._rec.predict(crops)]
+
+
+def build_engine(config: ShotCropConfig) -> OcrEngine:
+    """The configured OCR backend, using as many threads as the stage reserves CPUs."""
+    if config.engine == "paddleocr":
+        return PaddleOcrEngine(str(config.paddle_det_model_dir), str(config.paddle_rec_model_dir),
+                               config.detect_width)
+    threads = max(1, round(config.resources.num_cpus))
+    return RapidOcrEngine(config.detect_width, threads)
+
+
+def read_text(engine: OcrEngine, frame: np.ndarray, config: ShotCropConfig) -> list[TextBox]:
+    """Text lines on one RGB frame: detection on the whole frame, recognition on its boxes.
+
+    Recognition also vets detection: a box read with a low score or as a single character is
+    most often texture (foliage, fractals and colour bars all make such hits)."""
+    image = np.ascontiguousarray(frame[..., ::-1])  # the engines take BGR
+    boxes = [b for b in engine.detect(image) if b[2] > b[0] and b[3] > b[1]]
+    if not boxes:
+        return []
+    crops = [image[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes]
+    read = engine.recognize(crops)
+    return [TextBox(b, t.strip(), s) for b, (t, s) in zip(boxes, read, strict=True)
+            if s >= config.min_text_score and sum(c.isalnum() for c in t) >= config.min_text_chars]
+
+
+def distinct_texts(texts: list[str]) -> list[str]:
+    """``texts`` in first-seen order without repeats: a read is dropped when 80% of its
+    characters appear, in order, in a longer one kept (the same line read with OCR noise on
+    another frame, or detected in pieces)."""
+    kept: list[str] = []
+    for text in sorted(dict.fromkeys(texts), key=len, reverse=True):
+        if not any(_matched(text, k) >= 0.8 * len(text) for k in kept):
+            kept.append(text)
+    return [t for t in dict.fromkeys(texts) if t in kept]
+
+
+def _matched(short: str, long: str) -> int:
+    return sum(block.size for block in SequenceMatcher(None, short, long).get_matching_blocks())
+
+
+def _bounds(quad: np.ndarray) -> Rect:
+    """Axis-aligned integer bounds (outward) of a quadrilateral's corner points."""
+    lo, hi = np.floor(quad.min(axis=0)), np.ceil(quad.max(axis=0))
+    return max(0, int(lo[0])), max(0, int(lo[1])), int(hi[0]), int(hi[1])
+

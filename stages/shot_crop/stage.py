@@ -1,0 +1,210 @@
+"""Shot crop stage: find burned-in text (subtitles, watermarks, logos, tickers) with OCR and crop
+each shot to the largest source-aspect rectangle that leaves it and the black borders out.
+
+Per live shot, ``frames_per_shot`` frames spread through the shot are read at ``detect_width``
+from one sequential decode per piece (runs of shots up to ``chunk_s``, see
+:class:`~stages.base.ChunkedStage`), which holds one frame at a time. Text detection runs on each
+of them, and recognition only on the boxes it finds. Boxes on the shot's frames are grouped by
+place (:func:`stages.shot_crop.geometry.group_by_place`): a place seen on ``min_static_frames`` or
+more sampled frames is static text (a subtitle band whose words change stays one place).
+A place seen on fewer frames (a subtitle shown briefly, or text that moves) is excluded as well
+while ``exclude_transient`` is on: for training data, cutting a little picture is cheaper than
+keeping burned-in text. The crop must avoid every excluded place, grown by ``margin_px``.
+
+Writes per live shot: ``ocr_frames`` (frames read), ``ocr_boxes`` ([x0, y0, x1, y1] in source
+pixels, one per excluded place), ``ocr_texts`` (the distinct texts read there, " | "-joined),
+``ocr_seen`` (on how many frames each place was seen), ``crop_x/y/w/h`` (source pixels) and
+``crop_kept_fraction`` (crop area over the full frame). A shot whose kept fraction is below
+``min_kept_fraction`` is dropped with rule ``text_covers_frame``. Per video: ``ocr_engine``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from media.readers import analysis_size
+from media.seek import FrameGrid, GridMismatch, grid_for_pieces, iter_frames_at
+from stages.base import ChunkedStage, ChunkFailure, consecutive_groups
+from stages.records import Record, drop_shot, live_shots
+from stages.shot_crop.config import ShotCropConfig
+from stages.shot_crop.geometry import Rect, expand, group_by_place, largest_crop, union
+from stages.shot_crop.ocr import OcrEngine, TextBox, build_engine, distinct_texts, read_text
+
+log = logging.getLogger(__name__)
+
+
+class ShotCropStage(ChunkedStage[ShotCropConfig]):
+    """Crops every live shot clear of burned-in text and black borders.
+
+    A chunk is a run of live shots spanning at most ``chunk_s`` seconds of source; each opens
+    its own reader, so the OCR of a long film spreads over workers.
+    """
+
+    name: ClassVar[str] = "shot_crop"
+
+    _engine: OcrEngine | None = None
+
+    def chunks(self, record: Record) -> list[CropChunk]:
+        """Runs of live shots of at most ``chunk_s`` seconds, each decoded from the keyframe
+        before it; one run decoded from the start when the video has one run or its frames
+        cannot be numbered by timestamp (variable frame rate, irregular timestamps)."""
+        shots = live_shots(record)
+        limit = self.config.chunk_s
+        max_frames = None if limit is None else max(1, round(limit * float(record["fps"])))
+        groups = consecutive_groups([(s["start_frame"], s["end_frame"]) for s in shots],
+                                    max_frames)
+        grid = None
+        if len(groups) > 1:
+            with _decoding():
+                grid = grid_for_pieces(record)
+        if grid is None:
+            groups = [[i for group in groups for i in group]] if groups else []
+        return [CropChunk(tuple(shots[i]["shot_index"] for i in group), grid)
+                for group in groups]
+
+    def process_chunk(self, record: Record, chunk: CropChunk
+                      ) -> list[tuple[int, dict]] | ChunkFailure:
+        """(shot index, its ``ocr_*`` and ``crop_*`` columns) for each of the chunk's shots."""
+        shots = [record["shots"][i] for i in chunk.shots]
+        size = analysis_size(record["width"], record["height"], self.config.detect_width)
+        plan = [shot_frames(s, self.config.frames_per_shot, s["end_frame"]) for s in shots]
+        indices = sorted({i for p in plan for i in p})
+        try:
+            found = self._text_on_frames(record["path"], indices, chunk.grid, size)
+        except DecodeError as err:
+            return ChunkFailure("decode_error", str(err))
+        frame = (record["width"], record["height"])
+        picture = active_picture(record)
+        columns = []
+        for indices in plan:
+            boxes = [(i, _to_source(t.box, size, frame), t.text)
+                     for i in indices for t in found[i]]
+            columns.append(crop_shot(boxes, len(indices), picture, frame, self.config))
+        return list(zip(chunk.shots, columns, strict=True))
+
+    def join(self, record: Record, results: list[list[tuple[int, dict]]]) -> Record:
+        """Write each shot's crop; drop shots whose crop keeps too little of the frame."""
+        record["ocr_engine"] = self.config.engine
+        for result in results:
+            for index, crop in result:
+                shot = record["shots"][index]
+                shot.update(crop)
+                if shot["crop_kept_fraction"] < self.config.min_kept_fraction:
+                    drop_shot(shot, self.name, "text_covers_frame", shot["crop_kept_fraction"],
+                              f"crop keeps {shot['crop_kept_fraction']:.3f} of the frame < "
+                              f"{self.config.min_kept_fraction}")
+        return record
+
+    def _ocr(self) -> OcrEngine:
+        """The OCR engine, built at first use in each worker (a worker that only joins the
+        pieces never loads it)."""
+        if self._engine is None:
+            self._engine = build_engine(self.config)
+        return self._engine
+
+    def _text_on_frames(self, path: str, indices: list[int], grid: FrameGrid | None,
+                        size: tuple[int, int]) -> dict[int, list[TextBox]]:
+        """Text on frames ``indices``, seeking by ``grid``; counted from the first frame instead
+        when a decoded frame is not where the grid's timestamps put it."""
+        try:
+            return self._read_text(iter_frames_at(path, indices, grid), size)
+        except DecodeError as err:
+            if grid is None or not isinstance(err.__cause__, GridMismatch):
+                raise
+            log.info("OCR of %s counts frames from the start: %s", path, err)
+        return self._read_text(iter_frames_at(path, indices, None), size)
+
+    def _read_text(self, frames: Iterator[tuple[int, Any]], size: tuple[int, int]
+                   ) -> dict[int, list[TextBox]]:
+        """Text on each decoded frame, converted to RGB at ``size`` and read before the next
+        frame is decoded (one frame in memory at a time)."""
+        found: dict[int, list[TextBox]] = {}
+        while True:
+            with _decoding():
+                item = next(frames, None)
+                if item is None:
+                    return found
+                index, decoded = item
+                rgb = decoded.to_ndarray(width=size[0], height=size[1], format="rgb24")
+            found[index] = read_text(self._ocr(), rgb, self.config)
+
+
+@dataclass(frozen=True)
+class CropChunk:
+    """A piece of a video's OCR: its shots (indices into ``record["shots"]``) and the grid
+    their decode seeks by (None: decode from the first frame)."""
+
+    shots: tuple[int, ...]
+    grid: FrameGrid | None
+
+
+class DecodeError(RuntimeError):
+    """The decoder could not open the video or give the frames asked for."""
+
+
+@contextmanager
+def _decoding() -> Iterator[None]:
+    """Re-raise a decoder error as :class:`DecodeError`, so OCR errors stay distinct."""
+    try:
+        yield
+    except Exception as err:  # decoder errors come in many types
+        raise DecodeError(f"{type(err).__name__}: {err}") from err
+
+
+def shot_frames(shot: dict[str, Any], count: int, num_frames: int) -> list[int]:
+    """Up to ``count`` distinct frames at the middles of ``count`` equal parts of the shot (its
+    ends, where transitions blend, are avoided), clipped to the decoder's frame count."""
+    start, end = shot["start_frame"], min(shot["end_frame"], num_frames)
+    if end <= start:
+        return [min(start, num_frames - 1)]
+    length = end - start
+    return sorted({start + int((k + 0.5) * length / count) for k in range(count)})
+
+
+def crop_shot(
+    boxes: list[tuple[int, Rect, str]], frames: int, active: Rect, frame: tuple[int, int],
+    config: ShotCropConfig,
+) -> dict[str, Any]:
+    """The shot's columns from its ``(frame index, source box, text)`` reads on ``frames``
+    frames, the active picture ``active`` and the source ``frame`` (width, height), whose aspect
+    the crop keeps."""
+    places = []
+    for group in group_by_place([(f, b) for f, b, _ in boxes], config.same_place_overlap):
+        seen = len({boxes[i][0] for i in group})
+        if seen >= config.min_static_frames or config.exclude_transient:
+            texts = distinct_texts([boxes[i][2] for i in group])
+            places.append((union([boxes[i][1] for i in group]), " | ".join(texts), seen))
+    obstacles = [expand(p[0], config.margin_px, active) for p in places]
+    crop = largest_crop(active, obstacles, frame) or (0, 0, 0, 0)
+    return {
+        "ocr_frames": frames,
+        "ocr_boxes": [list(p[0]) for p in places],
+        "ocr_texts": [p[1] for p in places],
+        "ocr_seen": [p[2] for p in places],
+        "crop_x": crop[0], "crop_y": crop[1],
+        "crop_w": crop[2] - crop[0], "crop_h": crop[3] - crop[1],
+        "crop_kept_fraction": round((crop[2] - crop[0]) * (crop[3] - crop[1])
+                                    / float(frame[0] * frame[1]), 6),
+    }
+
+
+def active_picture(record: Record) -> Rect:
+    """The picture inside the black borders in source pixels; the whole frame when
+    ``border_w`` is 0 (no border box was found)."""
+    if not record.get("border_w"):
+        return 0, 0, record["width"], record["height"]
+    x, y = record["border_x"], record["border_y"]
+    return x, y, x + record["border_w"], y + record["border_h"]
+
+
+def _to_source(box: Rect, size: tuple[int, int], frame: tuple[int, int]) -> Rect:
+    """A box on a ``size`` decoded frame in ``frame`` source pixels, rounded outward."""
+    sx, sy = frame[0] / size[0], frame[1] / size[1]
+    return (max(0, int(np.floor(box[0] * sx))), max(0, int(np.floor(box[1] * sy))),
+            min(frame[0], int(np.ceil(box[2] * sx))), min(frame[1], int(np.ceil(box[3] * sy))))

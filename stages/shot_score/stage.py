@@ -1,0 +1,66 @@
+"""Shot score stage (VQA): clarity, exposure, noise, contrast, colourfulness, motion, aesthetics.
+
+The signals come from the shot-split pass (:mod:`stages.frame_signals`): every ``stride``-th frame
+was measured at the fixed analysis width, so this stage decodes nothing for them and the scores
+compare across source resolutions. Per live shot it writes the ``vqa_*`` columns (medians over the
+shot's measured frames; exposure as means) and ``vqa_frozen`` (no pixel moved). When an aesthetic
+model is configured (:mod:`stages.shot_score.aesthetic`), ``vqa_aesthetic`` comes from it.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from stages.base import ConfiguredStage
+from stages.frame_signals import SIGNAL_NAMES, unpack
+from stages.records import Record, live_shots
+from stages.shot_score.aesthetic import AestheticScorer
+from stages.shot_score.config import ShotScoreConfig
+
+_COLUMN = {name: i for i, name in enumerate(SIGNAL_NAMES)}
+_MEDIAN = ("clarity", "mean_luma", "noise", "contrast", "colourfulness")
+_MEAN = ("underexposed", "overexposed")
+
+
+class ShotScoreStage(ConfiguredStage[ShotScoreConfig]):
+    """Scores every live shot of a video from its frame signals."""
+
+    name: ClassVar[str] = "shot_score"
+
+    def setup(self) -> None:
+        """Load the aesthetic model when one is configured."""
+        self._aesthetic = (AestheticScorer(self.config.aesthetic)
+                           if self.config.aesthetic.clip_model else None)
+
+    def process(self, record: Record) -> Record:
+        """Add the ``vqa_*`` scores to each live shot of ``record``."""
+        signals = unpack(record.pop("frame_signals"))
+        shots = live_shots(record)
+        for shot in shots:
+            shot.update(score_shot(signals, shot["start_frame"], shot["end_frame"],
+                                   self.config.frozen_motion))
+        if self._aesthetic is not None and shots:
+            scores = self._aesthetic.score_shots(record["path"], record["width"],
+                                                 record["height"], shots)
+            for shot, score in zip(shots, scores, strict=True):
+                shot["vqa_aesthetic"] = score
+            record["aesthetic_model"] = self._aesthetic.description
+        return record
+
+
+def score_shot(signals: np.ndarray, start: int, end: int, frozen_motion: float) -> dict:
+    """Scores of frames ``[start, end)`` from the signal matrix (see :data:`SIGNAL_NAMES`)."""
+    frames = signals[:, _COLUMN["frame"]]
+    rows = signals[(frames >= start) & (frames < end)]
+    if len(rows) == 0:  # a shot shorter than the stride: use the nearest measured frame
+        rows = signals[[int(np.abs(frames - start).argmin())]]
+    scores = {f"vqa_{name}": float(np.median(rows[:, _COLUMN[name]])) for name in _MEDIAN}
+    scores.update({f"vqa_{name}": float(rows[:, _COLUMN[name]].mean()) for name in _MEAN})
+    # the first measured frame's motion compares against the previous shot: not this shot's
+    motion = rows[1:, _COLUMN["motion"]]
+    motion = motion[np.isfinite(motion)]
+    scores["vqa_motion"] = float(np.median(motion)) if motion.size else None
+    scores["vqa_frozen"] = bool(motion.size and motion.max() < frozen_motion)
+    return scores

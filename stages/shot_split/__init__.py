@@ -1,0 +1,2 @@
+"""Shot split: hard cuts (PySceneDetect's ContentDetector) and gradual transitions from one
+decode pass."""

@@ -1,0 +1,68 @@
+"""Settings of the shot split stage: detectors, the per-frame signals, and the pieces."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stages.resources import SPEED_ONLY, Resources
+
+
+class GradualConfig(BaseModel):
+    """Thresholds of the gradual-transition detector (luma levels on a 0-255 scale)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    signal_size: tuple[int, int] = (64, 36)
+    low_change: float = Field(1.0, gt=0, description="Least mean |frame diff| of a candidate.")
+    motion_ratio: float = Field(
+        1.4, ge=1, description="A candidate's frame diffs exceed the recent median times this."
+    )
+    min_total_change: float = Field(20.0, gt=0, description="Mean |after - before| required.")
+    max_blend_residual: float = Field(
+        0.3, gt=0, description="|mid - (before+after)/2| / |after - before| allowed."
+    )
+    min_frames: int = Field(4, ge=2, description="Shortest transition, in frames.")
+    dark_luma: float = Field(24.0, ge=0, description="Mean luma of the black in a fade.")
+    max_seconds: float = Field(3.0, gt=0, description="Longest transition, in seconds.")
+
+
+class SignalConfig(BaseModel):
+    """Per-frame quality signals measured in the same pass, for shot scoring."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stride: int = Field(3, ge=1, description="Measure every n-th analysis frame.")
+    dark_luma: int = Field(16, ge=0, le=255, description="Pixels below count as underexposed.")
+    bright_luma: int = Field(240, ge=0, le=255, description="Pixels above count as overexposed.")
+
+
+class ShotSplitConfig(BaseModel):
+    """Settings of the shot split stage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    analysis_width: int = Field(256, ge=32, description="Width frames are decoded at.")
+    cut_threshold: float = Field(27.0, gt=0, description="ContentDetector threshold.")
+    min_shot_s: float = Field(0.5, ge=0, description="Shortest shot, in seconds.")
+    fast_decode: bool = Field(
+        True, description="Skip H.264/HEVC deblocking in the analysis pass (about 15% faster)."
+    )
+    prefetch_frames: int = Field(
+        32, ge=0, description="Decode this many frames ahead in a background thread (0: off); "
+        "not in pieces holding one CPU, where the second thread only adds hand-offs.",
+        json_schema_extra=SPEED_ONLY)
+    sparse_decode: bool = Field(
+        False, description="In a one-pass video, decode reference frames and the frames the "
+        "signals need, then only the gaps where a cut may lie: the same cuts from about a "
+        "quarter less decoding, but a dissolve barely above its shot's motion can be missed "
+        "(falls back to every frame where frames cannot be numbered by presentation time).")
+    chunk_s: float | None = Field(
+        300.0, gt=0, description="Seconds of video per parallel piece of a longer video (each "
+        "decoded from a keyframe a few seconds before it, every frame); null: one pass per "
+        "video. A variable-frame-rate video is always one pass.",
+        json_schema_extra=SPEED_ONLY)
+    gradual: GradualConfig = GradualConfig()
+    signals: SignalConfig = SignalConfig()
+    resources: Resources = Resources(num_cpus=1.0)
+
