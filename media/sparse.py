@@ -3,8 +3,10 @@ only the windows where something may lie, numbered exactly as a full pass number
 
 from __future__ import annotations
 
+import heapq
+from collections import deque
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -142,52 +144,66 @@ def _decode_selected(
         raise SparseDecodeError(f"{len(left)} frames did not decode after a seek")
 
 
+class _SparsePass:
+    """One sparse pass's packets: each waits, in decode order, until its presentation number is
+    final, then decodes (whole when the selector wants the frame, reference frames only else)."""
+
+    def __init__(self, context: Any, selector: FrameSelector, numbering: FrameNumbering) -> None:
+        self.context = context
+        self.selector = selector
+        self.numbering = numbering
+        self.waiting: deque = deque()  # packets in decode order until their number is known
+        self.unnumbered: list[int] = []  # heap of pts
+        self.expected = 0  # frames must come in display order, none missing at the start
+
+    def add(self, packet: Any) -> None:
+        """Queue ``packet``; its number is known once a later dts passes its pts."""
+        heapq.heappush(self.unnumbered, packet.pts)
+        self.waiting.append(packet)
+
+    def number(self, below: int | None) -> None:
+        """Number the queued pts below ``below`` (all of them when None)."""
+        # a pts below the latest dts is final: later packets have pts >= dts >= that dts
+        while self.unnumbered and (below is None or self.unnumbered[0] < below):
+            pts = heapq.heappop(self.unnumbered)
+            self.numbering.index_of[pts] = len(self.numbering.pts)
+            self.numbering.pts.append(pts)
+
+    def decode_ready(self, flush: bool) -> Iterator[tuple[int, object]]:
+        """Decode the numbered packets at the head of the queue (and the decoder's last frames
+        when ``flush``); yield (frame number, frame)."""
+        import av
+
+        index_of = self.numbering.index_of
+        batches = []
+        try:
+            while self.waiting and self.waiting[0].pts in index_of:
+                packet = self.waiting.popleft()
+                wanted = self.selector.wanted(index_of[packet.pts])
+                self.context.skip_frame = "DEFAULT" if wanted else "NONREF"
+                batches.append(self.context.decode(packet))
+            if flush:
+                batches.append(self.context.decode(None))
+        except av.FFmpegError as err:  # a damaged packet: the full pass skips it
+            raise SparseDecodeError(f"the decoder rejects a packet: {err}") from err
+        for batch in batches:
+            for frame in batch:
+                index = index_of.get(frame.pts, -1)
+                if index < self.expected or (self.expected == 0 and index != 0):
+                    raise SparseDecodeError(f"frame pts {frame.pts} out of order")
+                self.expected = index + 1
+                yield index, frame
+
+
 def _sparse_frames(
     path: str, selector: FrameSelector, numbering: FrameNumbering, skip_loop_filter: bool
 ) -> Iterator[tuple[int, object]]:
-    import heapq
-    from collections import deque
-
-    import av
-
     with open_video(path, skip_loop_filter) as (container, stream):
-        context = stream.codec_context
         numbering.time_base = stream.time_base
-        index_of, keys = numbering.index_of, []
-        waiting: deque = deque()  # packets in decode order until their number is known
-        unnumbered: list[int] = []  # heap of pts
+        sparse = _SparsePass(stream.codec_context, selector, numbering)
+        keys: list[int] = []
         seen: set[int] = set()
         last_dts = None
-        expected = 0  # the decoder must give frames in display order, none missing at the start
-
-        def number(below: int | None) -> None:
-            # a pts below the latest dts is final: later packets have pts >= dts >= that dts
-            while unnumbered and (below is None or unnumbered[0] < below):
-                pts = heapq.heappop(unnumbered)
-                index_of[pts] = len(numbering.pts)
-                numbering.pts.append(pts)
-
-        def decode_ready(flush: bool) -> Iterator[tuple[int, object]]:
-            nonlocal expected
-            batches = []
-            try:
-                while waiting and waiting[0].pts in index_of:
-                    packet = waiting.popleft()
-                    wanted = selector.wanted(index_of[packet.pts])
-                    context.skip_frame = "DEFAULT" if wanted else "NONREF"
-                    batches.append(context.decode(packet))
-                if flush:
-                    batches.append(context.decode(None))
-            except av.FFmpegError as err:  # a damaged packet: the full pass skips it
-                raise SparseDecodeError(f"the decoder rejects a packet: {err}") from err
-            for batch in batches:
-                for frame in batch:
-                    index = index_of.get(frame.pts, -1)
-                    if index < expected or (expected == 0 and index != 0):
-                        raise SparseDecodeError(f"frame pts {frame.pts} out of order")
-                    expected = index + 1
-                    yield index, frame
-
         for packet in container.demux(stream):
             if packet.size == 0 and packet.pts is None:
                 continue  # the demuxer's end-of-stream packet
@@ -199,14 +215,12 @@ def _sparse_frames(
             seen.add(pts)
             if packet.is_keyframe:
                 keys.append(pts)
-            heapq.heappush(unnumbered, pts)
-            waiting.append(packet)
+            sparse.add(packet)
             last_dts = dts
-            number(dts)
-            yield from decode_ready(flush=False)
-        number(None)
-        yield from decode_ready(flush=True)
-        numbering.keys = sorted(index_of[pts] for pts in keys)
+            sparse.number(dts)
+            yield from sparse.decode_ready(flush=False)
+        sparse.number(None)
+        yield from sparse.decode_ready(flush=True)
+        numbering.keys = sorted(numbering.index_of[pts] for pts in keys)
         if numbering.keys[:1] != [0]:
             raise SparseDecodeError("the first frame is not a key frame")
-
