@@ -12,8 +12,13 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.media import X264
+
 TEXT_FREE_SOURCES = [
-    "gradients=size={w}x{h}:rate={fps}:speed=0.02:seed=7",
+    # colours and end points fixed: ffmpeg draws them at random on every run, seed or not, and a
+    # dark draw along the bottom read as a letterbox bar now and then
+    "gradients=size={w}x{h}:rate={fps}:speed=0.02:nb_colors=2:c0=0x7a1fb4:c1=0xf0c020:"
+    "x0=0:y0=0:x1={w1}:y1={h1}",
     "life=size={w}x{h}:rate={fps}:seed=7:mold=10:ratio=0.1:death_color=#203040:life_color=#80c0a0",
     "rgbtestsrc=size={w}x{h}:rate={fps}",
 ]
@@ -45,8 +50,9 @@ def make_text_video(path: Path, spec: TextVideo, mask: bool = False) -> None:
     n = len(spec.subtitles)
     args: list[str] = []
     for i in range(n):
+        picture_h = h - 2 * spec.bar
         src = TEXT_FREE_SOURCES[i % len(TEXT_FREE_SOURCES)].format(
-            w=w, h=h - 2 * spec.bar, fps=spec.fps)
+            w=w, h=picture_h, w1=w - 1, h1=picture_h - 1, fps=spec.fps)
         if mask:
             src = f"color=black:size={w}x{h - 2 * spec.bar}:rate={spec.fps}"
         args += ["-f", "lavfi", "-i",
@@ -57,7 +63,7 @@ def make_text_video(path: Path, spec: TextVideo, mask: bool = False) -> None:
     quality = ["-qp", "0"] if mask else ["-crf", "18"]
     subprocess.run(
         ["ffmpeg", "-v", "error", "-y", *args, "-filter_complex", graph, "-map", "[v]",
-         "-c:v", "libx264", "-preset", "veryfast", *quality, "-g", str(2 * spec.fps),
+         *X264, "-preset", "veryfast", *quality, "-g", str(2 * spec.fps),
          "-pix_fmt", "yuv420p", "-r", str(spec.fps), str(path)],
         check=True,
     )

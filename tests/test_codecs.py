@@ -38,7 +38,7 @@ CODECS = {  # codec -> (ffmpeg encoder, output options)
     "hevc": ("libx265", X265),
     "prores": ("prores_ks", ["-c:v", "prores_ks", "-profile:v", "0", "-pix_fmt", "yuv422p10le"]),
     "mjpeg": ("mjpeg", ["-c:v", "mjpeg", "-q:v", "5", "-pix_fmt", "yuvj420p"]),
-    "h264": ("libx264", ["-c:v", "libx264", "-preset", "veryfast", "-bf", "3", "-g", "48"]),
+    "h264": ("libx264", [*media.X264, "-preset", "veryfast", "-bf", "3", "-g", "48"]),
 }
 CASES = [("vp9", "webm"), ("vp9", "mkv"), ("av1", "mkv"), ("av1", "webm"), ("hevc", "mp4"),
          ("hevc", "mkv"), ("prores", "mov"), ("mjpeg", "avi"), ("h264", "mkv")]

@@ -13,6 +13,7 @@ import pytest
 
 from media.sparse import FrameNumbering, SparseDecodeError, iter_sparse_frames, iter_window_frames
 from media.stream import iter_analysis_frames, prefetched
+from tests.media import X264
 
 
 def test_prefetched_pass_yields_the_same_frames(bikes: Path) -> None:
@@ -73,7 +74,7 @@ def test_sparse_pass_numbers_variable_frame_rate_exactly(tmp_path: Path) -> None
     path = tmp_path / "vfr.mp4"  # 30 frames 1/24 s apart, then gaps of 1/24 to 4/24 s
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=24",
                     "-t", "4", "-vf", r"setpts='if(lt(N\,30)\,N\,30+(N-30)*2+mod(N\,3))/24/TB'",
-                    "-fps_mode", "vfr", "-c:v", "libx264", "-bf", "3", "-g", "48", str(path)],
+                    "-fps_mode", "vfr", *X264, "-bf", "3", "-g", "48", str(path)],
                    check=True)
     decoded, total = _sparse_equals_full(path, (160, 88))
     assert decoded < total

@@ -172,7 +172,7 @@ def test_seeking_numbers_frames_by_timestamp_rank_where_they_are_not_evenly_spac
         source = tmp_path / "cuts.mp4"
         media.make_cuts(source, [30, 50, 40, 60])
         args = ["-c", "copy"] if kind == "matroska" else [
-            "-vf", "setpts='floor(N/2)*2/24/TB'", "-fps_mode", "passthrough", "-c:v", "libx264"]
+            "-vf", "setpts='floor(N/2)*2/24/TB'", "-fps_mode", "passthrough", *media.X264]
         subprocess.run(["ffmpeg", "-v", "error", "-i", str(source), *args, str(path)],
                        check=True)
     grid = frame_grid(str(path))

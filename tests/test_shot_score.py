@@ -11,6 +11,7 @@ from stages.shot_score.config import ShotScoreConfig
 from stages.shot_score.stage import ShotScoreStage
 from stages.shot_split.config import ShotSplitConfig
 from stages.shot_split.stage import detect_shots
+from tests.media import X264
 
 
 def _score(path: Path, width: int = 176, height: int = 144, fps: float = 29.97) -> dict:
@@ -33,7 +34,7 @@ def carphone() -> tuple[Path, Path]:
 
 
 def _variant(source: Path, out: Path, vf: str) -> Path:
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), "-vf", vf, "-c:v", "libx264",
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), "-vf", vf, *X264,
                     "-crf", "12", "-preset", "veryfast", str(out)], check=True)
     return out
 
@@ -65,6 +66,6 @@ def test_a_still_frame_is_frozen(carphone: tuple[Path, Path], tmp_path: Path) ->
     still = tmp_path / "still.mp4"
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(carphone[0]), "-vf",
                     "select=eq(n\\,10),loop=loop=59:size=1:start=0,setpts=N/30/TB", "-r", "30",
-                    "-c:v", "libx264", "-preset", "veryfast", str(still)], check=True)
+                    *X264, "-preset", "veryfast", str(still)], check=True)
     shot = _score(still)
     assert shot["vqa_frozen"] and shot["vqa_motion"] < 0.05
