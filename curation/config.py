@@ -1,7 +1,8 @@
 """``pipeline.yaml``: one pydantic model per section, validated before any work starts.
 
-Each stage owns its config model (next to the stage); this module composes them and turns
-validation errors into messages that name the key and, for unknown keys, the allowed ones.
+Each stage owns its config model (next to the stage); the ``stages`` section is composed from
+:data:`stages.registry.REGISTRY`, and validation errors become messages that name the key and, for
+unknown keys, the allowed ones.
 """
 
 from __future__ import annotations
@@ -12,18 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 
-from stages.encode.config import EncodeConfig
-from stages.probe import ProbeConfig
-from stages.shot_caption.config import ShotCaptionConfig
-from stages.shot_crop.config import ShotCropConfig
-from stages.shot_filter import ShotFilterConfig
-from stages.shot_merge import ShotMergeConfig
-from stages.shot_score.config import ShotScoreConfig
-from stages.shot_split.config import ShotSplitConfig
-from stages.video_filter import VideoFilterConfig
-from stages.video_score import VideoScoreConfig
+from stages.registry import REGISTRY
 
 DEFAULT_EXTENSIONS = ["mp4", "mkv", "mov", "webm", "avi", "m4v", "mpg", "mpeg", "ts", "m2ts",
                       "mts", "flv", "wmv", "3gp", "ogv", "mxf"]
@@ -46,21 +45,15 @@ class InputConfig(BaseModel):
     follow_symlinks: bool = True
 
 
-class StagesConfig(BaseModel):
-    """Per-stage settings, in pipeline order."""
-
+class _StagesBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    probe: ProbeConfig = ProbeConfig()
-    video_score: VideoScoreConfig = VideoScoreConfig()
-    video_filter: VideoFilterConfig = VideoFilterConfig()
-    shot_split: ShotSplitConfig = ShotSplitConfig()
-    shot_score: ShotScoreConfig = ShotScoreConfig()
-    shot_filter: ShotFilterConfig = ShotFilterConfig()
-    shot_crop: ShotCropConfig = ShotCropConfig()
-    shot_merge: ShotMergeConfig = ShotMergeConfig()
-    shot_caption: ShotCaptionConfig = ShotCaptionConfig()
-    encode: EncodeConfig = EncodeConfig()
+
+# One section per stage of stages.registry, in pipeline order, each defaulting to its config.
+StagesConfig = create_model(
+    "StagesConfig", __base__=_StagesBase, __doc__="Per-stage settings, in pipeline order.",
+    **{entry.name: (entry.config, entry.config()) for entry in REGISTRY},
+)
 
 
 class OutputConfig(BaseModel):

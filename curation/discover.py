@@ -17,8 +17,9 @@ import subprocess
 from pathlib import Path
 
 from curation.config import InputConfig
+from curation.rules import DiscoverRule
 from stages.probe import ProbeError, apply_probe, playlist_kind, run_ffprobe
-from stages.records import Record, Status
+from stages.records import Record, Status, fail
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +94,8 @@ def _new_record(path: Path, root: Path) -> Record:
         record["video_id"] = quick_fingerprint(path, record["size_bytes"])
     except OSError as err:
         cause = _unreadable_cause(path, err)
-        record.update(
-            size_bytes=None,
-            video_id=_hash_text(f"unreadable:{record['rel_path']}"),
-            status=Status.FAILED.value,
-            reject_stage="discover",
-            reject_rule="unreadable",
-            reason=f"discover.unreadable: cannot read file: {cause}",
-        )
+        record.update(size_bytes=None, video_id=_hash_text(f"unreadable:{record['rel_path']}"))
+        fail(record, "discover", DiscoverRule.UNREADABLE, f"cannot read file: {cause}")
     return record
 
 
@@ -135,8 +130,9 @@ def _unlistable_record(err: OSError, root: Path) -> Record:
         "status": Status.FAILED.value,
         "duplicate_of": None,
         "reject_stage": "discover",
-        "reject_rule": "unlistable_folder",
-        "reason": f"discover.unlistable_folder: cannot list the folder: {err.strerror}",
+        "reject_rule": DiscoverRule.UNLISTABLE_FOLDER.value,
+        "reason": f"discover.{DiscoverRule.UNLISTABLE_FOLDER}: cannot list the folder: "
+                  f"{err.strerror}",
     }
 
 
@@ -181,8 +177,9 @@ def _assign_ids(records: list[Record]) -> None:
                 status=Status.DUPLICATE.value,
                 duplicate_of=original["video_id"],
                 reject_stage="discover",
-                reject_rule="duplicate",
-                reason=f"discover.duplicate: byte-identical to {original['rel_path']}",
+                reject_rule=DiscoverRule.DUPLICATE.value,
+                reason=f"discover.{DiscoverRule.DUPLICATE}: byte-identical to "
+                       f"{original['rel_path']}",
             )
 
 

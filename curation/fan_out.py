@@ -18,7 +18,7 @@ from typing import Any
 import ray
 
 from stages.base import ChunkedStage, ChunkFailure
-from stages.records import Record
+from stages.records import Record, StageRule
 from stages.resources import Resources
 
 MAX_RETRIES = 2
@@ -43,7 +43,7 @@ def _process(stage: ChunkedStage, record: Record, chunk: Any) -> Any:
     try:
         return stage.process_chunk(record, chunk)
     except Exception as err:  # one piece's bug fails its video, as in StageCall
-        return ChunkFailure("error", f"{type(err).__name__}: {err}")
+        return ChunkFailure(StageRule.ERROR, f"{type(err).__name__}: {err}")
 
 
 class RayPieceMapper:
@@ -69,5 +69,5 @@ def _result(piece: ray.ObjectRef, number: int) -> Any:
     try:
         return ray.get(piece)
     except ray.exceptions.RayError as err:  # worker crash, OOM kill, node loss
-        return ChunkFailure("worker_lost", f"piece {number}: its worker died "
+        return ChunkFailure(StageRule.WORKER_LOST, f"piece {number}: its worker died "
                             f"{MAX_RETRIES + 1} times ({type(err).__name__})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from curation.rules import RunnerRule
 from stages.records import Record, fail
 
 Stamp = tuple[int, int] | None
@@ -29,5 +30,5 @@ def unless_changed(record: Record, before: Stamp) -> Record:
         return record
     what = "deleted" if now is None else "changed (size or modification time)"
     record.update(shots=[], samples=[], num_shots=None)
-    return fail(record, "runner", "changed_during_run",
+    return fail(record, "runner", RunnerRule.CHANGED_DURING_RUN,
                 f"the file was {what} while it was processed; rerun to process it")

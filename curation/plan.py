@@ -10,20 +10,9 @@ from pathlib import Path
 from curation.config import PipelineConfig
 from curation.watchdog import ItemWatchdog
 from stages.base import ChunkedStage, ChunkMapper, Stage
-from stages.encode.stage import EncodeStage
-from stages.probe import ProbeStage
-from stages.records import Record, fail, is_live
+from stages.records import Record, StageRule, fail, is_live
+from stages.registry import REGISTRY, STAGE_NAMES
 from stages.resources import Resources
-from stages.shot_caption.captioner import preflight as caption_preflight
-from stages.shot_caption.stage import ShotCaptionStage
-from stages.shot_crop.stage import ShotCropStage
-from stages.shot_filter import ShotFilterStage
-from stages.shot_merge import ShotMergeStage
-from stages.shot_score.aesthetic import preflight as aesthetic_preflight
-from stages.shot_score.stage import ShotScoreStage
-from stages.shot_split.stage import ShotSplitStage
-from stages.video_filter import VideoFilterStage
-from stages.video_score import VideoScoreStage
 
 
 @dataclass(frozen=True)
@@ -37,33 +26,22 @@ class PlannedStage:
 
 
 def build_plan(config: PipelineConfig, out_dir: Path) -> list[PlannedStage]:
-    """The stages in paper order (section 3.3): probe, video score and filter, shot split, shot
-    score and filter, OCR crop, merge, caption (when a model is configured), encode.
-
-    Merge plans the samples before captioning so every captioned shot is one that lands in a
-    sample and each sample gets its global caption from the same loaded model.
-    """
-    cfg = config.stages
-    plan = [
-        PlannedStage(ProbeStage(cfg.probe), cfg.probe.resources),
-        PlannedStage(VideoFilterStage(cfg.video_filter, "metadata"), cfg.video_filter.resources),
-        PlannedStage(VideoScoreStage(cfg.video_score), cfg.video_score.resources),
-        PlannedStage(VideoFilterStage(cfg.video_filter, "scores"), cfg.video_filter.resources),
-        PlannedStage(ShotSplitStage(cfg.shot_split), cfg.shot_split.resources),
-        PlannedStage(ShotScoreStage(cfg.shot_score), cfg.shot_score.resources,
-                     actors=cfg.shot_score.aesthetic.clip_model is not None),
-        PlannedStage(ShotFilterStage(cfg.shot_filter), cfg.shot_filter.resources),
-        PlannedStage(ShotCropStage(cfg.shot_crop), cfg.shot_crop.resources),
-        PlannedStage(ShotMergeStage(cfg.shot_merge), cfg.shot_merge.resources),
-    ]
-    if cfg.shot_caption.model is not None:
-        plan.append(PlannedStage(ShotCaptionStage(cfg.shot_caption), cfg.shot_caption.resources,
-                                 actors=True))
-    plan.append(PlannedStage(EncodeStage(cfg.encode, out_dir / ".staging"), cfg.encode.resources))
+    """The stages of :data:`stages.registry.REGISTRY` in order, each built from its config
+    section (a stage its config switches off is left out), up to ``stop_after``."""
+    plan: list[PlannedStage] = []
+    for entry in REGISTRY:
+        section = getattr(config.stages, entry.name)
+        for early in REGISTRY:
+            if early.early_before == entry.name:
+                early_config = getattr(config.stages, early.name)
+                plan.append(PlannedStage(early.early(early_config, out_dir),
+                                         early_config.resources, early.actors(early_config)))
+        stage = entry.build(section, out_dir)
+        if stage is not None:
+            plan.append(PlannedStage(stage, section.resources, entry.actors(section)))
     if config.stop_after is not None:
-        order = list(type(cfg).model_fields)
-        last = order.index(config.stop_after)
-        plan = [planned for planned in plan if order.index(planned.stage.name) <= last]
+        last = STAGE_NAMES.index(config.stop_after)
+        plan = [planned for planned in plan if STAGE_NAMES.index(planned.stage.name) <= last]
     return plan
 
 
@@ -74,10 +52,9 @@ class PreflightError(RuntimeError):
 def preflight(config: PipelineConfig) -> None:
     """Fail before any work if a configured model cannot be loaded."""
     try:
-        if config.stages.shot_caption.model is not None:
-            caption_preflight(config.stages.shot_caption)
-        if config.stages.shot_score.aesthetic.clip_model is not None:
-            aesthetic_preflight(config.stages.shot_score.aesthetic)
+        for entry in REGISTRY:
+            if entry.preflight is not None:
+                entry.preflight(getattr(config.stages, entry.name))
     except ValueError as err:
         raise PreflightError(str(err)) from None
 
@@ -114,8 +91,9 @@ class StageCall:
                 else:
                     record = self.stage.process(record)
         except Exception as err:  # a stage bug must not take the other videos down
-            record = fail(record, self.stage.name, "error", f"{type(err).__name__}: {err}")
-        record[f"seconds_{self.stage.name}"] = round(time.perf_counter() - started, 4)
+            record = fail(record, self.stage.name, StageRule.ERROR, f"{type(err).__name__}: {err}")
+        if self.stage.name in STAGE_NAMES:  # a stage outside the registry has no timing column
+            record[f"seconds_{self.stage.name}"] = round(time.perf_counter() - started, 4)
         return record
 
 

@@ -24,6 +24,7 @@ from curation.output.summary import write_summary
 from curation.output.writer import PartWriter
 from curation.plan import PlannedStage, build_plan, preflight, stage_call_class
 from curation.progress import Progress, resolve_mode
+from curation.rules import RunnerRule
 from curation.run_state import check_run_state
 from curation.watchdog import INFLIGHT_DIR, ItemWatchdog, lost_in
 from stages.base import ChunkedStage
@@ -135,7 +136,8 @@ def _lost(record: Record, inflight: Path) -> Record:
     loss = lost_in(inflight, record["video_id"])
     if loss is not None:
         return fail(record, loss.stage, loss.rule, loss.detail)
-    return fail(record, "runner", "worker_lost", "the worker died while processing this file")
+    return fail(record, "runner", RunnerRule.WORKER_LOST,
+                "the worker died while processing this file")
 
 
 def _init_ray(options: RunOptions) -> bool:
@@ -147,12 +149,13 @@ def _init_ray(options: RunOptions) -> bool:
     if ray.is_initialized():
         return False
     if options.ray_address:
+        import common
         import curation
         import media
         import stages
 
         ray.init(address=options.ray_address, log_to_driver=False,
-                 runtime_env={"py_modules": [curation, stages, media]})
+                 runtime_env={"py_modules": [common, curation, stages, media]})
     else:
         # "local": a fresh Ray even when `ray start` runs on this machine (plain init joins it)
         ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=False,

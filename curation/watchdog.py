@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.records import Record
+from stages.records import Record, StageRule
 from stages.resources import Resources
 
 INFLIGHT_DIR = ".inflight"
@@ -39,7 +39,7 @@ class Loss:
     segfaults on this file)."""
 
     stage: str
-    rule: str
+    rule: StageRule
     detail: str
 
 
@@ -109,7 +109,7 @@ def lost_in(folder: Path, video_id: str) -> Loss | None:
     for marker in sorted(folder.glob(f"{video_id}.*.json")):
         state = _read_state(marker)
         if state:
-            return _read_loss(marker) or Loss(state["stage"], "worker_lost", _died(state))
+            return _read_loss(marker) or Loss(state["stage"], StageRule.WORKER_LOST, _died(state))
     return None
 
 
@@ -118,11 +118,11 @@ def _read_loss(marker: Path) -> Loss | None:
     if not state:
         return None
     if state["deadline"] is not None and time.time() >= state["deadline"]:
-        return Loss(state["stage"], "timeout",
+        return Loss(state["stage"], StageRule.TIMEOUT,
                     f"no result after {state['limit_s']:g} s (the stage's per-video limit); "
                     "its worker was stopped")
     if state["attempts"] >= MAX_ATTEMPTS:
-        return Loss(state["stage"], "worker_lost", _died(state))
+        return Loss(state["stage"], StageRule.WORKER_LOST, _died(state))
     return None
 
 

@@ -1,18 +1,22 @@
-"""The curation stages, one module each, and the order they run in (MoGA paper, section 3.3).
+"""The stage contract: what the runner needs from a stage, and the bases stages build on.
 
 Stages are plain classes over video records with ``name``, ``setup()`` and ``process(record)``;
-they know nothing of Ray. The runner in :mod:`curation.runner` maps them.
+they know nothing of Ray. The runner in :mod:`curation.runner` maps them. A pipeline stage also
+declares what it writes and why it may say no: ``columns`` (keys of the video record),
+``shot_columns`` (keys of each shot) and ``rules`` (a ``StrEnum``); :mod:`stages.registry` lists
+the pipeline's stages and derives the config sections, the plan and the output tables from them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from stages.records import Record, fail
+from stages.records import Column, Record, fail
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
@@ -29,10 +33,17 @@ class Stage(Protocol):
         """Add this stage's columns to ``record``, or reject/fail it."""
 
 
+class NoRules(StrEnum):
+    """The rules of a stage that never rejects, fails or drops by a rule of its own."""
+
+
 class ConfiguredStage(Generic[ConfigT]):
     """Base for stages that hold their validated config and need no per-worker setup."""
 
     name: ClassVar[str]
+    columns: ClassVar[tuple[Column, ...]] = ()
+    shot_columns: ClassVar[tuple[Column, ...]] = ()
+    rules: ClassVar[type[StrEnum]] = NoRules
 
     def __init__(self, config: ConfigT) -> None:
         self.config = config
@@ -46,7 +57,7 @@ class ChunkFailure:
     """What :meth:`ChunkedStage.process_chunk` returns when its piece cannot be done; the video
     fails with ``rule`` and ``detail``."""
 
-    rule: str
+    rule: StrEnum
     detail: str
 
 

@@ -11,13 +11,15 @@ import json
 import math
 import os
 import subprocess
+from enum import StrEnum
 from fractions import Fraction
 from typing import Any, ClassVar
 
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from stages.base import ConfiguredStage
-from stages.records import Record, fail, reject
+from stages.records import Column, Record, fail, reject
 from stages.resources import Resources
 
 # Demuxers and codecs that hold a still picture, not a video.
@@ -34,10 +36,37 @@ class ProbeConfig(BaseModel):
     resources: Resources = Resources(num_cpus=0.5)
 
 
+class ProbeRule(StrEnum):
+    """Why the probe rejects (not a video) or fails (cannot be read) a file."""
+
+    UNREADABLE = "unreadable"
+    EMPTY_FILE = "empty_file"
+    PLAYLIST = "playlist"
+    TIMEOUT = "timeout"  # ffprobe's own limit, timeout_s
+    UNREADABLE_CONTAINER = "unreadable_container"
+    NO_VIDEO_STREAM = "no_video_stream"
+    STILL_IMAGE = "still_image"
+
+
 class ProbeStage(ConfiguredStage[ProbeConfig]):
     """Reads container/stream metadata of one video file with ffprobe."""
 
     name: ClassVar[str] = "probe"
+    rules: ClassVar[type[StrEnum]] = ProbeRule
+    columns: ClassVar[tuple[Column, ...]] = (
+        Column("container", pa.string(), "ffprobe's format name(s)"),
+        Column("codec", pa.string(), "codec of the first video stream"),
+        Column("pix_fmt", pa.string(), "its pixel format"),
+        Column("duration_s", pa.float64(), "duration of the stream (else the container)"),
+        Column("fps", pa.float64(), "average frame rate (else the nominal rate)"),
+        Column("fps_variable", pa.bool_(), "nominal and average rates differ by over 1%"),
+        Column("width", pa.int32(), "coded width, before rotation"),
+        Column("height", pa.int32(), "coded height, before rotation"),
+        Column("rotation", pa.int32(), "clockwise degrees the picture must turn"),
+        Column("num_frames", pa.int64(), "frames in the stream (declared, else from the rate)"),
+        Column("audio_streams", pa.int32(), "number of audio streams"),
+        Column("bitrate", pa.int64(), "container bit rate, bits per second"),
+    )
 
     def process(self, record: Record) -> Record:
         """Fill the probe columns of ``record`` or reject/fail it with the cause."""
@@ -45,19 +74,20 @@ class ProbeStage(ConfiguredStage[ProbeConfig]):
         try:
             size, kind = os.path.getsize(path), playlist_kind(path)
         except OSError as err:  # its permissions changed since discovery, say
-            return fail(record, self.name, "unreadable", f"cannot read file: {err.strerror}")
+            return fail(record, self.name, ProbeRule.UNREADABLE,
+                        f"cannot read file: {err.strerror}")
         if size == 0:
-            return fail(record, self.name, "empty_file", "file is empty (0 bytes)")
+            return fail(record, self.name, ProbeRule.EMPTY_FILE, "file is empty (0 bytes)")
         if kind:
-            return reject(record, self.name, "playlist", kind,
+            return reject(record, self.name, ProbeRule.PLAYLIST, kind,
                           f"a {kind} playlist, which names other files; not followed")
         try:
             info = run_ffprobe(path, self.config.timeout_s)
         except subprocess.TimeoutExpired:
-            return fail(record, self.name, "timeout",
+            return fail(record, self.name, ProbeRule.TIMEOUT,
                         f"ffprobe took over {self.config.timeout_s} s")
         except ProbeError as err:
-            return fail(record, self.name, "unreadable_container", str(err))
+            return fail(record, self.name, ProbeRule.UNREADABLE_CONTAINER, str(err))
         return apply_probe(record, info, self.name)
 
 
@@ -125,14 +155,14 @@ def apply_probe(record: Record, info: dict[str, Any], stage: str) -> Record:
     if not videos:
         kinds = sorted({s.get("codec_type", "unknown") for s in streams}) or ["none"]
         return reject(
-            record, stage, "no_video_stream", ",".join(kinds),
+            record, stage, ProbeRule.NO_VIDEO_STREAM, ",".join(kinds),
             f"no video stream (streams: {', '.join(kinds)})",
         )
     video = videos[0]
     record["codec"] = video.get("codec_name")
     if _is_still_image(record["container"] or "", record["codec"] or ""):
         return reject(
-            record, stage, "still_image", record["container"],
+            record, stage, ProbeRule.STILL_IMAGE, record["container"],
             f"a still image ({record['container']}/{record['codec']}), not a video",
         )
     record["pix_fmt"] = video.get("pix_fmt")

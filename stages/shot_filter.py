@@ -6,14 +6,15 @@ tuned and re-applied without decoding. A dropped shot records the rule (config k
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from stages.base import ConfiguredStage
-from stages.records import Record, drop_shot, live_shots
+from stages.records import SHOT_STATUS_COLUMNS, Column, Record, drop_shot, live_shots
 from stages.resources import Resources
-from stages.rules import Rule, first_broken_rule
+from stages.rules import Threshold, first_broken_rule
 
 
 class ShotFilterConfig(BaseModel):
@@ -38,18 +39,37 @@ class ShotFilterConfig(BaseModel):
     resources: Resources = Resources(num_cpus=0.1)
 
 
+class ShotFilterRule(StrEnum):
+    """Why the shot filter drops a shot: its config key whose limit the shot broke."""
+
+    DROP_FROZEN = "drop_frozen"
+    MIN_DURATION_S = "min_duration_s"
+    MIN_CLARITY = "min_clarity"
+    MIN_MEAN_LUMA = "min_mean_luma"
+    MAX_MEAN_LUMA = "max_mean_luma"
+    MAX_UNDEREXPOSED = "max_underexposed"
+    MAX_OVEREXPOSED = "max_overexposed"
+    MAX_NOISE = "max_noise"
+    MIN_CONTRAST = "min_contrast"
+    MIN_COLOURFULNESS = "min_colourfulness"
+    MIN_MOTION = "min_motion"
+    MAX_MOTION = "max_motion"
+    MIN_AESTHETIC = "min_aesthetic"
+
+
+_R = ShotFilterRule
 _RULES = [
-    Rule("min_duration_s", "duration_s", "min"),
-    Rule("min_clarity", "vqa_clarity", "min"),
-    Rule("min_mean_luma", "vqa_mean_luma", "min"),
-    Rule("max_mean_luma", "vqa_mean_luma", "max"),
-    Rule("max_underexposed", "vqa_underexposed", "max"),
-    Rule("max_overexposed", "vqa_overexposed", "max"),
-    Rule("max_noise", "vqa_noise", "max"),
-    Rule("min_contrast", "vqa_contrast", "min"),
-    Rule("min_colourfulness", "vqa_colourfulness", "min"),
-    Rule("min_motion", "vqa_motion", "min"),
-    Rule("max_motion", "vqa_motion", "max"),
+    Threshold(_R.MIN_DURATION_S, "duration_s", "min"),
+    Threshold(_R.MIN_CLARITY, "vqa_clarity", "min"),
+    Threshold(_R.MIN_MEAN_LUMA, "vqa_mean_luma", "min"),
+    Threshold(_R.MAX_MEAN_LUMA, "vqa_mean_luma", "max"),
+    Threshold(_R.MAX_UNDEREXPOSED, "vqa_underexposed", "max"),
+    Threshold(_R.MAX_OVEREXPOSED, "vqa_overexposed", "max"),
+    Threshold(_R.MAX_NOISE, "vqa_noise", "max"),
+    Threshold(_R.MIN_CONTRAST, "vqa_contrast", "min"),
+    Threshold(_R.MIN_COLOURFULNESS, "vqa_colourfulness", "min"),
+    Threshold(_R.MIN_MOTION, "vqa_motion", "min"),
+    Threshold(_R.MAX_MOTION, "vqa_motion", "max"),
 ]
 
 
@@ -57,18 +77,21 @@ class ShotFilterStage(ConfiguredStage[ShotFilterConfig]):
     """Applies the shot-level thresholds, first broken rule wins."""
 
     name: ClassVar[str] = "shot_filter"
+    rules: ClassVar[type[StrEnum]] = ShotFilterRule
+    # it marks every shot it sees kept or dropped; the later shot stages may drop one too
+    shot_columns: ClassVar[tuple[Column, ...]] = SHOT_STATUS_COLUMNS
 
     def process(self, record: Record) -> Record:
         """Drop the live shots of ``record`` that break a rule; mark the rest kept."""
         for shot in live_shots(record):
             shot["kept"] = True
             if self.config.drop_frozen and shot.get("vqa_frozen"):
-                drop_shot(shot, self.name, "drop_frozen", True, "no pixel moved in the shot")
+                drop_shot(shot, self.name, _R.DROP_FROZEN, True, "no pixel moved in the shot")
                 continue
             values = dict(shot, duration_s=shot["end_time"] - shot["start_time"])
             rules = _RULES if shot.get("vqa_aesthetic") is None else [
-                *_RULES, Rule("min_aesthetic", "vqa_aesthetic", "min")]
+                *_RULES, Threshold(_R.MIN_AESTHETIC, "vqa_aesthetic", "min")]
             broken = first_broken_rule(values, self.config, rules)
             if broken is not None:
-                drop_shot(shot, self.name, broken.key, broken.value, broken.detail)
+                drop_shot(shot, self.name, broken.rule, broken.value, broken.detail)
         return record

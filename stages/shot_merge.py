@@ -16,12 +16,14 @@ rule ``min_sample_s``.
 from __future__ import annotations
 
 import math
+from enum import StrEnum
 from typing import ClassVar
 
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stages.base import ConfiguredStage
-from stages.records import Record, drop_shot
+from stages.records import Column, Record, drop_shot
 from stages.resources import Resources
 
 Rect = tuple[int, int, int, int]  # x, y, w, h in source pixels
@@ -48,10 +50,25 @@ class ShotMergeConfig(BaseModel):
         return self
 
 
+class ShotMergeRule(StrEnum):
+    """Why the merge drops a shot."""
+
+    MIN_SAMPLE_S = "min_sample_s"  # its run of adjacent shots is shorter than a sample
+    SPLIT_LONG_SHOTS = "split_long_shots"  # the part of a long shot that fits no sample
+
+
 class ShotMergeStage(ConfiguredStage[ShotMergeConfig]):
     """Plans the samples of one video from its kept shots."""
 
     name: ClassVar[str] = "shot_merge"
+    rules: ClassVar[type[StrEnum]] = ShotMergeRule
+    columns: ClassVar[tuple[Column, ...]] = (
+        Column("num_samples", pa.int32(), "samples planned from the video"),
+        Column("samples", None, "the planned samples: OUT/clips_index and the shards"),
+    )
+    shot_columns: ClassVar[tuple[Column, ...]] = (
+        Column("sample_index", pa.int32(), "the sample the shot landed in"),
+    )
 
     def process(self, record: Record) -> Record:
         """Add ``samples`` to ``record``."""
@@ -67,7 +84,7 @@ class ShotMergeStage(ConfiguredStage[ShotMergeConfig]):
             originals = [shot.get("original", shot) for shot in group]
             if seconds < self.config.min_sample_s:
                 for shot in originals:
-                    drop_shot(shot, self.name, "min_sample_s", round(seconds, 3),
+                    drop_shot(shot, self.name, ShotMergeRule.MIN_SAMPLE_S, round(seconds, 3),
                               f"its sample would last {seconds:.2f} s < "
                               f"{self.config.min_sample_s:g} s")
                 continue
@@ -110,7 +127,7 @@ class ShotMergeStage(ConfiguredStage[ShotMergeConfig]):
         start, end = trimmed_span([shot])
         seconds = (end - start) / fps
         if not self.config.split_long_shots:
-            drop_shot(shot, self.name, "split_long_shots", round(seconds, 3),
+            drop_shot(shot, self.name, ShotMergeRule.SPLIT_LONG_SHOTS, round(seconds, 3),
                       f"the shot lasts {seconds:.1f} s > max_s {self.config.max_s:g} s")
             return []
         pieces = math.ceil(seconds / self.config.target_s)

@@ -7,6 +7,7 @@ thresholds can be changed and re-applied without decoding again. A rejection nam
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -14,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from stages.base import ConfiguredStage
 from stages.records import Record, reject
 from stages.resources import Resources
-from stages.rules import Rule, first_broken_rule
+from stages.rules import Threshold, first_broken_rule
 
 
 class VideoFilterConfig(BaseModel):
@@ -48,21 +49,39 @@ class VideoFilterConfig(BaseModel):
         return self
 
 
+class VideoFilterRule(StrEnum):
+    """Why the video filter rejects a video: its config key whose limit the video broke."""
+
+    ALLOWED_CODECS = "allowed_codecs"
+    MAX_PIXELS = "max_pixels"
+    MIN_DURATION_S = "min_duration_s"
+    MAX_DURATION_S = "max_duration_s"
+    MIN_FRAMES = "min_frames"
+    MIN_SHORT_SIDE = "min_short_side"
+    MIN_FPS = "min_fps"
+    MAX_FPS = "max_fps"
+    MAX_BORDER_FRACTION = "max_border_fraction"
+    MIN_CLARITY = "min_clarity"
+    MAX_UNDEREXPOSED = "max_underexposed"
+    MAX_OVEREXPOSED = "max_overexposed"
+
+
+_R = VideoFilterRule
 # Rules on probe metadata run before any frame is decoded; rules on scores run after scoring.
 _METADATA_RULES = [
-    Rule("max_pixels", "pixels", "max"),
-    Rule("min_duration_s", "duration_s", "min"),
-    Rule("max_duration_s", "duration_s", "max"),
-    Rule("min_frames", "num_frames", "min"),
-    Rule("min_short_side", "short_side", "min"),
-    Rule("min_fps", "fps", "min"),
-    Rule("max_fps", "fps", "max"),
+    Threshold(_R.MAX_PIXELS, "pixels", "max"),
+    Threshold(_R.MIN_DURATION_S, "duration_s", "min"),
+    Threshold(_R.MAX_DURATION_S, "duration_s", "max"),
+    Threshold(_R.MIN_FRAMES, "num_frames", "min"),
+    Threshold(_R.MIN_SHORT_SIDE, "short_side", "min"),
+    Threshold(_R.MIN_FPS, "fps", "min"),
+    Threshold(_R.MAX_FPS, "fps", "max"),
 ]
 _SCORE_RULES = [
-    Rule("max_border_fraction", "border_fraction", "max"),
-    Rule("min_clarity", "vs_clarity", "min"),
-    Rule("max_underexposed", "vs_underexposed", "max"),
-    Rule("max_overexposed", "vs_overexposed", "max"),
+    Threshold(_R.MAX_BORDER_FRACTION, "border_fraction", "max"),
+    Threshold(_R.MIN_CLARITY, "vs_clarity", "min"),
+    Threshold(_R.MAX_UNDEREXPOSED, "vs_underexposed", "max"),
+    Threshold(_R.MAX_OVEREXPOSED, "vs_overexposed", "max"),
 ]
 Phase = Literal["metadata", "scores", "all"]
 
@@ -73,6 +92,7 @@ class VideoFilterStage(ConfiguredStage[VideoFilterConfig]):
     rejected by its rule before the scorer tries it, and the ``scores`` phase after scoring."""
 
     name: ClassVar[str] = "video_filter"
+    rules: ClassVar[type[StrEnum]] = VideoFilterRule
 
     def __init__(self, config: VideoFilterConfig, phase: Phase = "all") -> None:
         super().__init__(config)
@@ -83,7 +103,7 @@ class VideoFilterStage(ConfiguredStage[VideoFilterConfig]):
         codecs = self.config.allowed_codecs
         check_metadata = self.phase in ("metadata", "all")
         if check_metadata and codecs is not None and record.get("codec") not in codecs:
-            return reject(record, self.name, "allowed_codecs", record.get("codec"),
+            return reject(record, self.name, _R.ALLOWED_CODECS, record.get("codec"),
                           f"codec {record.get('codec')} is not one of {codecs}")
         width, height = record["width"] or 0, record["height"] or 0
         values = dict(record, short_side=min(width, height), pixels=width * height)
@@ -91,5 +111,5 @@ class VideoFilterStage(ConfiguredStage[VideoFilterConfig]):
             _SCORE_RULES if self.phase in ("scores", "all") else [])
         broken = first_broken_rule(values, self.config, rules)
         if broken is not None:
-            return reject(record, self.name, broken.key, broken.value, broken.detail)
+            return reject(record, self.name, broken.rule, broken.value, broken.detail)
         return record

@@ -10,14 +10,16 @@ letterbox or pillarbox).
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import ClassVar
 
 import numpy as np
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from media.readers import analysis_size, open_reader
 from stages.base import ConfiguredStage
-from stages.records import Record, fail
+from stages.records import Column, Record, fail
 from stages.resources import Resources
 
 
@@ -35,10 +37,30 @@ class VideoScoreConfig(BaseModel):
     resources: Resources = Resources(num_cpus=1.0)
 
 
+class VideoScoreRule(StrEnum):
+    """Why the video score fails a video."""
+
+    DECODE_ERROR = "decode_error"
+
+
 class VideoScoreStage(ConfiguredStage[VideoScoreConfig]):
     """Scores a whole video on sampled frames."""
 
     name: ClassVar[str] = "video_score"
+    rules: ClassVar[type[StrEnum]] = VideoScoreRule
+    columns: ClassVar[tuple[Column, ...]] = (
+        Column("decoder", pa.string(), "the reader that gave the sampled frames: decord or pyav"),
+        Column("vs_frames", pa.int32(), "frames sampled"),
+        Column("vs_clarity", pa.float64(), "median variance of the Laplacian, active picture"),
+        Column("vs_mean_luma", pa.float64(), "mean luma of the active picture, 0-255"),
+        Column("vs_underexposed", pa.float64(), "fraction of active pixels below dark_luma"),
+        Column("vs_overexposed", pa.float64(), "fraction of active pixels above bright_luma"),
+        Column("border_x", pa.int32(), "left of the picture inside black bars, source pixels"),
+        Column("border_y", pa.int32(), "top of that picture"),
+        Column("border_w", pa.int32(), "its width (0: all black)"),
+        Column("border_h", pa.int32(), "its height"),
+        Column("border_fraction", pa.float64(), "fraction of the frame that is black bars"),
+    )
 
     def process(self, record: Record) -> Record:
         """Fill the ``vs_*`` and ``border_*`` columns of ``record``."""
@@ -49,7 +71,8 @@ class VideoScoreStage(ConfiguredStage[VideoScoreConfig]):
                                      self.config.num_frames)
             frames = reader.frames_at(indices)
         except Exception as err:  # decoder errors come in many types
-            return fail(record, self.name, "decode_error", f"{type(err).__name__}: {err}")
+            return fail(record, self.name, VideoScoreRule.DECODE_ERROR,
+                        f"{type(err).__name__}: {err}")
         luma = _to_luma(frames)
         box = active_box(luma, self.config.border_luma)
         record.update(score_frames(luma, box, self.config))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 
-from curation.output.schema import STAGE_NAMES
+from stages.registry import STAGE_NAMES
 
 VOLATILE = {"path", "decoder", *(f"seconds_{name}" for name in STAGE_NAMES)}
 

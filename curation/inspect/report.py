@@ -24,8 +24,9 @@ import numpy as np
 import pyarrow.dataset as ds
 
 from curation.output.atomic import atomic_write_bytes
-from curation.output.schema import CLIPS_INDEX, SHOTS, VIDEOS, VQA_SCORES
+from curation.output.schema import CLIPS_INDEX, SHOTS, VIDEOS
 from media.readers import open_reader
+from stages.shot_score.stage import VQA_SCORES
 
 VS_SCORES = ("clarity", "mean_luma", "underexposed", "overexposed")
 THUMB_WIDTH = 240

@@ -1,107 +1,70 @@
 """Arrow schemas of the output tables (``OUT/videos``, ``OUT/shots``, ``OUT/clips_index``) and
 the per-sample metadata of the WebDataset shards; the output contract.
 
-Every part file is written with exactly these schemas, whatever each stage left unset, so the
-datasets read back as one table.
+``videos`` and ``shots`` are assembled from declarations: discovery's columns here, the status
+columns of :mod:`stages.records`, and each registered stage's ``columns`` and ``shot_columns`` in
+pipeline order (:data:`stages.registry.REGISTRY`), then one ``seconds_<stage>`` per stage. Every
+part file is written with exactly these schemas, whatever each stage left unset, so the datasets
+read back as one table; a key no declaration names makes :func:`to_table` raise, so a mistyped
+column cannot vanish.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pyarrow as pa
 
 from curation.output.names import utf8_values
-from stages.records import Record
+from stages.records import STATUS_COLUMNS, Column, Record
+from stages.registry import REGISTRY, STAGE_NAMES
+from stages.shot_score.stage import VQA_SCORES
 
-STAGE_NAMES = ("probe", "video_score", "video_filter", "shot_split", "shot_score", "shot_filter",
-               "shot_crop", "shot_merge", "shot_caption", "encode")
+# Written at discovery (curation.discover): which file a row is about.
+DISCOVERY_COLUMNS = (
+    Column("video_id", pa.string(), "16 hex digits from the size and three samples of the bytes"),
+    Column("path", pa.string(), "absolute path as UTF-8 text (other bytes as \\xNN escapes)"),
+    Column("rel_path", pa.string(), "path under the input folder, escaped the same way"),
+    Column("path_bytes", pa.binary(), "the path's exact bytes"),
+    Column("size_bytes", pa.int64(), "file size at discovery"),
+    Column("mtime_ns", None, "modification time at discovery, checked again at the end"),
+)
+DUPLICATE_COLUMNS = (
+    Column("duplicate_of", pa.string(), "video_id of the byte-identical file kept instead"),
+)
+TIMING_COLUMNS = tuple(Column(f"seconds_{name}", pa.float64(), f"seconds {name} took")
+                       for name in STAGE_NAMES)
 
-VQA_SCORES = ("clarity", "mean_luma", "underexposed", "overexposed", "noise", "contrast",
-              "colourfulness", "motion", "aesthetic")
 
-VIDEOS = pa.schema([
-    ("video_id", pa.string()),
-    ("path", pa.string()),
-    ("rel_path", pa.string()),
-    ("path_bytes", pa.binary()),
-    ("size_bytes", pa.int64()),
-    ("status", pa.string()),
-    ("reason", pa.string()),
-    ("reject_stage", pa.string()),
-    ("reject_rule", pa.string()),
-    ("reject_value", pa.string()),
-    ("duplicate_of", pa.string()),
-    # probe
-    ("container", pa.string()),
-    ("codec", pa.string()),
-    ("pix_fmt", pa.string()),
-    ("duration_s", pa.float64()),
-    ("fps", pa.float64()),
-    ("fps_variable", pa.bool_()),
-    ("width", pa.int32()),
-    ("height", pa.int32()),
-    ("rotation", pa.int32()),
-    ("num_frames", pa.int64()),
-    ("audio_streams", pa.int32()),
-    ("bitrate", pa.int64()),
-    # video score
-    ("decoder", pa.string()),
-    ("vs_frames", pa.int32()),
-    ("vs_clarity", pa.float64()),
-    ("vs_mean_luma", pa.float64()),
-    ("vs_underexposed", pa.float64()),
-    ("vs_overexposed", pa.float64()),
-    ("border_x", pa.int32()),
-    ("border_y", pa.int32()),
-    ("border_w", pa.int32()),
-    ("border_h", pa.int32()),
-    ("border_fraction", pa.float64()),
-    # shot split
-    ("frames_decoded", pa.int64()),
-    ("num_shots", pa.int32()),
-    # shot-level stages
-    ("ocr_engine", pa.string()),
-    ("aesthetic_model", pa.string()),
-    ("num_samples", pa.int32()),
-    *[(f"seconds_{name}", pa.float64()) for name in STAGE_NAMES],
+class UndeclaredColumnError(ValueError):
+    """A row holds a key that no stage declared."""
+
+
+class Table:
+    """One output table: its Arrow schema and the keys its rows may carry without a column."""
+
+    def __init__(self, columns: Iterable[Column]) -> None:
+        columns = list(columns)
+        names = [column.name for column in columns]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"columns declared twice: {repeated}")
+        self.schema = pa.schema([(c.name, c.arrow) for c in columns if c.arrow is not None])
+        self.carried = frozenset(c.name for c in columns if c.arrow is None)
+        self.meanings = {column.name: column.meaning for column in columns}
+
+
+VIDEOS_TABLE = Table([
+    *DISCOVERY_COLUMNS, *STATUS_COLUMNS, *DUPLICATE_COLUMNS,
+    *(column for entry in REGISTRY for column in entry.stage.columns),
+    *TIMING_COLUMNS,
 ])
-
-SHOTS = pa.schema([
-    ("video_id", pa.string()),
-    ("shot_index", pa.int32()),
-    ("start_frame", pa.int64()),
-    ("end_frame", pa.int64()),
-    ("start_time", pa.float64()),
-    ("end_time", pa.float64()),
-    ("boundary_in", pa.string()),
-    ("boundary_out", pa.string()),
-    ("transition_in_start", pa.int64()),
-    ("transition_in_end", pa.int64()),
-    ("transition_out_start", pa.int64()),
-    ("transition_out_end", pa.int64()),
-    # shot score (VQA) and filter
-    *[(f"vqa_{name}", pa.float64()) for name in VQA_SCORES],
-    ("vqa_frozen", pa.bool_()),
-    ("kept", pa.bool_()),
-    ("reason", pa.string()),
-    ("drop_stage", pa.string()),
-    ("drop_rule", pa.string()),
-    ("drop_value", pa.string()),
-    # OCR crop
-    ("ocr_boxes", pa.list_(pa.list_(pa.int32()))),
-    ("ocr_texts", pa.list_(pa.string())),
-    ("ocr_seen", pa.list_(pa.int32())),
-    ("ocr_frames", pa.int32()),
-    ("crop_x", pa.int32()),
-    ("crop_y", pa.int32()),
-    ("crop_w", pa.int32()),
-    ("crop_h", pa.int32()),
-    ("crop_kept_fraction", pa.float64()),
-    # merge and caption
-    ("sample_index", pa.int32()),
-    ("caption", pa.string()),
-    ("caption_model", pa.string()),
-    ("caption_prompt_version", pa.string()),
+SHOTS_TABLE = Table([
+    Column("video_id", pa.string(), "the video the shot is in"),
+    *(column for entry in REGISTRY for column in entry.stage.shot_columns),
 ])
+VIDEOS = VIDEOS_TABLE.schema
+SHOTS = SHOTS_TABLE.schema
 
 CLIP_SHOT = pa.struct([
     ("index", pa.int32()),
@@ -143,11 +106,21 @@ CLIPS_INDEX = pa.schema([
 ])
 
 
-def to_table(rows: list[Record], schema: pa.Schema) -> pa.Table:
-    """Rows as a table of ``schema``; missing columns are null, extra keys are ignored, and
-    text is made valid UTF-8 (:func:`utf8_text`)."""
-    columns = {name: [utf8_values(row.get(name)) for row in rows] for name in schema.names}
-    return pa.table(columns, schema=schema)
+CLIPS_INDEX_TABLE = Table(Column(field.name, field.type, "") for field in CLIPS_INDEX)
+
+
+def to_table(rows: list[Record], table: Table) -> pa.Table:
+    """Rows as a table of ``table``'s schema: missing columns are null, carried keys are left
+    out and text is made valid UTF-8 (:func:`utf8_values`); any other key raises
+    :class:`UndeclaredColumnError`."""
+    allowed = set(table.schema.names) | table.carried
+    for row in rows:
+        undeclared = row.keys() - allowed
+        if undeclared:
+            raise UndeclaredColumnError(
+                f"keys {sorted(undeclared)} are declared by no stage (columns or shot_columns)")
+    columns = {name: [utf8_values(row.get(name)) for row in rows] for name in table.schema.names}
+    return pa.table(columns, schema=table.schema)
 
 
 def shot_rows(record: Record) -> list[Record]:

@@ -14,7 +14,8 @@ import pyarrow.dataset as ds
 
 from curation.config import PipelineConfig
 from curation.output.atomic import atomic_write_bytes
-from curation.output.schema import CLIPS_INDEX, SHOTS, STAGE_NAMES, VIDEOS
+from curation.output.schema import CLIPS_INDEX, SHOTS, VIDEOS
+from stages.registry import STAGE_NAMES
 
 _PACKAGES = ("ray", "scenedetect", "decord", "av", "opencv-python-headless", "pyarrow",
              "ffmpeg-python", "pydantic", "rapidocr", "onnxruntime", "torch", "transformers")

@@ -21,9 +21,17 @@ import pyarrow.parquet as pq
 
 from curation.output.atomic import atomic_write_bytes
 from curation.output.names import utf8_text
-from curation.output.schema import CLIPS_INDEX, SHOTS, VIDEOS, clip_metadata, shot_rows, to_table
+from curation.output.schema import (
+    CLIPS_INDEX_TABLE,
+    SHOTS_TABLE,
+    VIDEOS_TABLE,
+    clip_metadata,
+    shot_rows,
+    to_table,
+)
 from curation.output.shards import ShardWriter
-from stages.records import Record, Status
+from curation.rules import CommitRule
+from stages.records import Record, fail
 
 log = logging.getLogger(__name__)
 _PART = re.compile(r"part-(\d+)\.parquet$")
@@ -53,9 +61,9 @@ def _part(records: list[Record]) -> _Part:
              for meta, (_, sample) in zip(metadata, samples, strict=True)]
     return _Part([(meta, Path(sample["mp4_path"]))
                   for meta, (_, sample) in zip(metadata, samples, strict=True)],
-                 to_table(index, CLIPS_INDEX),
-                 to_table([row for record in records for row in shot_rows(record)], SHOTS),
-                 to_table(records, VIDEOS))
+                 to_table(index, CLIPS_INDEX_TABLE),
+                 to_table([row for record in records for row in shot_rows(record)], SHOTS_TABLE),
+                 to_table(records, VIDEOS_TABLE))
 
 
 def _writable_part(records: list[Record]) -> tuple[list[Record], _Part]:
@@ -81,8 +89,7 @@ def _unwritable(record: Record, err: Exception) -> Record:
     """The ``failed`` row of a record whose columns the tables cannot hold."""
     keep = ("video_id", "path", "rel_path", "path_bytes", "size_bytes")
     failed = {key: record.get(key) for key in keep}
-    failed.update(status=Status.FAILED.value, reject_stage="commit", reject_rule="unwritable_row",
-                  reason=f"commit.unwritable_row: {type(err).__name__}: {err}")
+    fail(failed, "commit", CommitRule.UNWRITABLE_ROW, f"{type(err).__name__}: {err}")
     log.error("%s: %s", utf8_text(str(record.get("path"))), failed["reason"])
     return failed
 

@@ -18,6 +18,7 @@ import itertools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import ClassVar
 
@@ -40,10 +41,17 @@ class EncodeChunk:
     grid: FrameGrid | None
 
 
+class EncodeRule(StrEnum):
+    """Why the encode fails a video."""
+
+    ENCODE_ERROR = "encode_error"
+
+
 class EncodeStage(ChunkedStage[EncodeConfig]):
     """Writes the mp4 of every planned sample of a video into ``staging_dir``."""
 
     name: ClassVar[str] = "encode"
+    rules: ClassVar[type[StrEnum]] = EncodeRule
 
     def __init__(self, config: EncodeConfig, staging_dir: Path) -> None:
         super().__init__(config)
@@ -77,7 +85,7 @@ class EncodeStage(ChunkedStage[EncodeConfig]):
         try:
             columns = self._encode(record, chunk.grid, samples, folder)
         except Exception as err:  # decoder and encoder errors come in many types
-            return ChunkFailure("encode_error", f"{type(err).__name__}: {err}")
+            return ChunkFailure(EncodeRule.ENCODE_ERROR, f"{type(err).__name__}: {err}")
         return list(zip(chunk.positions, columns, strict=True))
 
     def join(self, record: Record, results: list[list[tuple[int, dict]]]) -> Record:

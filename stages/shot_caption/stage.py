@@ -12,13 +12,15 @@ shots in no sample are left as they are.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+import pyarrow as pa
 
 from media.readers import FrameReader, analysis_size, open_reader
 from stages.base import ConfiguredStage
-from stages.records import Record, fail
+from stages.records import Column, Record, fail
 from stages.shot_caption.captioner import (
     Captioner,
     Clip,
@@ -48,10 +50,23 @@ class CaptionJob:
             shot_captions[self.position] = caption
 
 
+class ShotCaptionRule(StrEnum):
+    """Why the caption stage fails a video."""
+
+    DECODE_ERROR = "decode_error"
+    GENERATE_ERROR = "generate_error"
+
+
 class ShotCaptionStage(ConfiguredStage[ShotCaptionConfig]):
     """Captions the shots and samples of one video with a multimodal LLM."""
 
     name: ClassVar[str] = "shot_caption"
+    rules: ClassVar[type[StrEnum]] = ShotCaptionRule
+    shot_columns: ClassVar[tuple[Column, ...]] = (
+        Column("caption", pa.string(), "the shot's caption"),
+        Column("caption_model", pa.string(), "the model that wrote it"),
+        Column("caption_prompt_version", pa.string(), "the prompt version it was asked with"),
+    )
 
     def setup(self) -> None:
         """Load the model and processor once per worker."""
@@ -67,16 +82,16 @@ class ShotCaptionStage(ConfiguredStage[ShotCaptionConfig]):
         try:
             reader = open_reader(record["path"], size)
         except Exception as err:  # decoder errors come in many types
-            return fail(record, self.name, "decode_error", f"{type(err).__name__}: {err}")
+            return fail(record, self.name, ShotCaptionRule.DECODE_ERROR, _error(err))
         for chunk in chunk_jobs(jobs, self.config.max_decode_frames):
             try:
                 clips = decode_clips(reader, chunk, scale, self.config.max_pixels)
             except Exception as err:  # decoder errors come in many types
-                return fail(record, self.name, "decode_error", f"{type(err).__name__}: {err}")
+                return fail(record, self.name, ShotCaptionRule.DECODE_ERROR, _error(err))
             try:
                 captions = self._caption(chunk, clips)
             except Exception as err:  # tokenizer, processor and CUDA errors alike
-                return fail(record, self.name, "generate_error", f"{type(err).__name__}: {err}")
+                return fail(record, self.name, ShotCaptionRule.GENERATE_ERROR, _error(err))
             tags = {"caption_model": self.config.model,
                     "caption_prompt_version": self.config.prompt_version}
             for job, caption in zip(chunk, captions, strict=True):
@@ -181,3 +196,7 @@ def fit_pixels(frames: np.ndarray, max_pixels: int) -> np.ndarray:
     factor = (max_pixels / (height * width)) ** 0.5
     size = (max(1, int(width * factor)), max(1, int(height * factor)))
     return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def _error(err: Exception) -> str:
+    return f"{type(err).__name__}: {err}"

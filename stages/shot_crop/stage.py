@@ -24,19 +24,28 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, ClassVar
 
 import numpy as np
+import pyarrow as pa
 
 from media.readers import analysis_size
 from media.seek import FrameGrid, GridMismatch, grid_for_pieces, iter_frames_at
 from stages.base import ChunkedStage, ChunkFailure, consecutive_groups
-from stages.records import Record, drop_shot, live_shots
+from stages.records import Column, Record, drop_shot, live_shots
 from stages.shot_crop.config import ShotCropConfig
 from stages.shot_crop.geometry import Rect, expand, group_by_place, largest_crop, union
 from stages.shot_crop.ocr import OcrEngine, TextBox, build_engine, distinct_texts, read_text
 
 log = logging.getLogger(__name__)
+
+
+class ShotCropRule(StrEnum):
+    """Why the shot crop fails a video or drops a shot."""
+
+    DECODE_ERROR = "decode_error"
+    TEXT_COVERS_FRAME = "text_covers_frame"
 
 
 class ShotCropStage(ChunkedStage[ShotCropConfig]):
@@ -47,6 +56,22 @@ class ShotCropStage(ChunkedStage[ShotCropConfig]):
     """
 
     name: ClassVar[str] = "shot_crop"
+    rules: ClassVar[type[StrEnum]] = ShotCropRule
+    columns: ClassVar[tuple[Column, ...]] = (
+        Column("ocr_engine", pa.string(), "the OCR engine that read the frames"),
+    )
+    shot_columns: ClassVar[tuple[Column, ...]] = (
+        Column("ocr_boxes", pa.list_(pa.list_(pa.int32())),
+               "[x0, y0, x1, y1] source pixels of each excluded text place"),
+        Column("ocr_texts", pa.list_(pa.string()), "the distinct texts read at each place"),
+        Column("ocr_seen", pa.list_(pa.int32()), "on how many frames each place was seen"),
+        Column("ocr_frames", pa.int32(), "frames OCR read in the shot"),
+        Column("crop_x", pa.int32(), "left of the crop, source pixels"),
+        Column("crop_y", pa.int32(), "top of the crop"),
+        Column("crop_w", pa.int32(), "width of the crop"),
+        Column("crop_h", pa.int32(), "height of the crop"),
+        Column("crop_kept_fraction", pa.float64(), "crop area over the full frame"),
+    )
 
     _engine: OcrEngine | None = None
 
@@ -78,7 +103,7 @@ class ShotCropStage(ChunkedStage[ShotCropConfig]):
         try:
             found = self._text_on_frames(record["path"], indices, chunk.grid, size)
         except DecodeError as err:
-            return ChunkFailure("decode_error", str(err))
+            return ChunkFailure(ShotCropRule.DECODE_ERROR, str(err))
         frame = (record["width"], record["height"])
         picture = active_picture(record)
         columns = []
@@ -95,9 +120,10 @@ class ShotCropStage(ChunkedStage[ShotCropConfig]):
             for index, crop in result:
                 shot = record["shots"][index]
                 shot.update(crop)
-                if shot["crop_kept_fraction"] < self.config.min_kept_fraction:
-                    drop_shot(shot, self.name, "text_covers_frame", shot["crop_kept_fraction"],
-                              f"crop keeps {shot['crop_kept_fraction']:.3f} of the frame < "
+                kept = shot["crop_kept_fraction"]
+                if kept < self.config.min_kept_fraction:
+                    drop_shot(shot, self.name, ShotCropRule.TEXT_COVERS_FRAME, kept,
+                              f"crop keeps {kept:.3f} of the frame < "
                               f"{self.config.min_kept_fraction}")
         return record
 

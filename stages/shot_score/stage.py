@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+import pyarrow as pa
 
 from stages.base import ConfiguredStage
 from stages.frame_signals import SIGNAL_NAMES, unpack
-from stages.records import Record, live_shots
+from stages.records import Column, Record, live_shots
 from stages.shot_score.aesthetic import AestheticScorer
 from stages.shot_score.config import ShotScoreConfig
 
@@ -23,11 +24,32 @@ _COLUMN = {name: i for i, name in enumerate(SIGNAL_NAMES)}
 _MEDIAN = ("clarity", "mean_luma", "noise", "contrast", "colourfulness")
 _MEAN = ("underexposed", "overexposed")
 
+# The shot scores, written as ``vqa_<name>``, and what each measures.
+VQA_MEANINGS = {
+    "clarity": "median variance of the Laplacian (sharpness)",
+    "mean_luma": "median mean luma, 0-255",
+    "underexposed": "mean fraction of pixels below dark_luma",
+    "overexposed": "mean fraction of pixels above bright_luma",
+    "noise": "median estimated noise sigma, luma levels",
+    "contrast": "median luma standard deviation",
+    "colourfulness": "median Hasler-Suesstrunk colourfulness",
+    "motion": "median frame-to-frame change within the shot",
+    "aesthetic": "the aesthetic model's score (null without one)",
+}
+VQA_SCORES = tuple(VQA_MEANINGS)
+
 
 class ShotScoreStage(ConfiguredStage[ShotScoreConfig]):
     """Scores every live shot of a video from its frame signals."""
 
     name: ClassVar[str] = "shot_score"
+    columns: ClassVar[tuple[Column, ...]] = (
+        Column("aesthetic_model", pa.string(), "the aesthetic model that scored the shots"),
+    )
+    shot_columns: ClassVar[tuple[Column, ...]] = (
+        *(Column(f"vqa_{name}", pa.float64(), meaning) for name, meaning in VQA_MEANINGS.items()),
+        Column("vqa_frozen", pa.bool_(), "no pixel moved in the shot"),
+    )
 
     def setup(self) -> None:
         """Load the aesthetic model when one is configured."""

@@ -24,14 +24,16 @@ from __future__ import annotations
 
 import logging
 import math
+from enum import StrEnum
 from typing import ClassVar
 
 import numpy as np
+import pyarrow as pa
 
 from media.readers import analysis_size
 from media.seek import GridMismatch, grid_for_pieces
 from stages.base import ChunkedStage, ChunkFailure
-from stages.records import Record, fail, reject
+from stages.records import Column, Record, fail, reject
 from stages.shot_split.config import ShotSplitConfig
 from stages.shot_split.passes import PassResult, ShotPiece, piece_pass, whole_pass
 from stages.shot_split.transitions import content_cuts, label_boundaries, tile_shots
@@ -43,10 +45,38 @@ log = logging.getLogger(__name__)
 MAX_RATE_RATIO = 2.0
 
 
+class ShotSplitRule(StrEnum):
+    """Why the shot split rejects or fails a video."""
+
+    DECODE_ERROR = "decode_error"
+    TIMESTAMPS_NOT_INCREASING = "timestamps_not_increasing"
+    FPS_MISMATCH = "fps_mismatch"
+
+
 class ShotSplitStage(ChunkedStage[ShotSplitConfig]):
     """Detects shots of one accepted video, in pieces when it is long."""
 
     name: ClassVar[str] = "shot_split"
+    rules: ClassVar[type[StrEnum]] = ShotSplitRule
+    columns: ClassVar[tuple[Column, ...]] = (
+        Column("frames_decoded", pa.int64(), "frames the analysis pass decoded"),
+        Column("num_shots", pa.int32(), "shots found"),
+        Column("shots", None, "the shot rows: OUT/shots"),
+        Column("frame_signals", None, "packed per-frame quality signals, for the shot score"),
+    )
+    shot_columns: ClassVar[tuple[Column, ...]] = (
+        Column("shot_index", pa.int32(), "position of the shot in its video"),
+        Column("start_frame", pa.int64(), "first frame, in display order from 0"),
+        Column("end_frame", pa.int64(), "one past the last frame"),
+        Column("start_time", pa.float64(), "seconds of the first frame, from the first frame"),
+        Column("end_time", pa.float64(), "seconds where the next shot starts"),
+        Column("boundary_in", pa.string(), "clean, transition or video_start"),
+        Column("boundary_out", pa.string(), "clean, transition or video_end"),
+        Column("transition_in_start", pa.int64(), "first frame of the transition into it"),
+        Column("transition_in_end", pa.int64(), "one past its last frame"),
+        Column("transition_out_start", pa.int64(), "first frame of the transition out of it"),
+        Column("transition_out_end", pa.int64(), "one past its last frame"),
+    )
 
     def chunks(self, record: Record) -> list[ShotPiece | None]:
         """Pieces of about ``chunk_s`` seconds, or ``[None]``: the whole video in one pass."""
@@ -80,7 +110,7 @@ class ShotSplitStage(ChunkedStage[ShotSplitConfig]):
         except GridMismatch as err:
             return err
         except Exception as err:  # decoder errors come in many types
-            return ChunkFailure("decode_error", f"{type(err).__name__}: {err}")
+            return ChunkFailure(ShotSplitRule.DECODE_ERROR, f"{type(err).__name__}: {err}")
 
     def join(self, record: Record, results: list[PassResult | GridMismatch]) -> Record:
         """Cuts and shots from every piece's measurements, or from one pass over the video when
@@ -104,7 +134,7 @@ class ShotSplitStage(ChunkedStage[ShotSplitConfig]):
         return record
 
 
-def timing_problem(times: list[float], fps: float) -> tuple[str, float, str] | None:
+def timing_problem(times: list[float], fps: float) -> tuple[ShotSplitRule, float, str] | None:
     """(rule, value, detail) when the decoded frames' times (seconds from frame 0) contradict
     themselves or the probed ``fps``, else None. The shots' times and the encode's resampling
     come from these times, while the merge's durations and the filters go by the probed rate,
@@ -114,13 +144,14 @@ def timing_problem(times: list[float], fps: float) -> tuple[str, float, str] | N
     back = np.flatnonzero(np.diff(times) < 0)
     if back.size:
         i = int(back[0]) + 1
-        return ("timestamps_not_increasing", i, f"frame {i} is at {times[i]:.3f} s, before "
-                f"frame {i - 1} at {times[i - 1]:.3f} s")
+        return (ShotSplitRule.TIMESTAMPS_NOT_INCREASING, i,
+                f"frame {i} is at {times[i]:.3f} s, before frame {i - 1} at {times[i - 1]:.3f} s")
     span = times[-1] - times[0]
     rate = (len(times) - 1) / span if span > 0 else math.inf
     if len(times) > 1 and not 1 / MAX_RATE_RATIO <= rate / fps <= MAX_RATE_RATIO:
-        return ("fps_mismatch", round(rate, 3), f"{len(times)} frames span {span:.3f} s of "
-                f"timestamps ({rate:.3g} fps), the probe says {fps:g} fps")
+        return (ShotSplitRule.FPS_MISMATCH, round(rate, 3),
+                f"{len(times)} frames span {span:.3f} s of timestamps ({rate:.3g} fps), the probe "
+                f"says {fps:g} fps")
     return None
 
 
