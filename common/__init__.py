@@ -1,0 +1,2 @@
+"""Helpers every layer uses (curation, stages, models): atomic file writes and `--set key=value`
+config overrides. Imports nothing from the project."""
