@@ -42,15 +42,18 @@ def main(verbose: bool) -> None:
               help="List what would run where and check models, ffmpeg and space; exit 0 or 2.")
 @click.option("--progress", type=click.Choice(["auto", "bar", "plain", "quiet"]), default="auto",
               show_default=True, help="Live bars (terminal), a log line per video, or nothing.")
+@click.option("--set", "overrides", multiple=True,
+              help="Override a config key, e.g. --set stages.shot_split.cut_threshold=30 "
+                   "(repeatable; value is YAML).")
 def run_command(raw_dir: Path, out_dir: Path, config_path: Path | None, ray_address: str | None,
                 num_cpus: int | None, limit: int | None, resume: bool, strict: bool,
-                dry_run: bool, progress: str) -> None:
+                dry_run: bool, progress: str, overrides: tuple[str, ...]) -> None:
     """Curate the videos under RAW_DIR into OUT_DIR."""
     from curation.output.summary import format_summary
     from curation.runner import RunOptions, run
 
     try:
-        config = load_config(config_path)
+        config = load_config(config_path, overrides)
         options = RunOptions(ray_address=ray_address, num_cpus=num_cpus, limit=limit,
                              overwrite=not resume, progress=progress)
         if dry_run:

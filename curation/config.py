@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from pydantic import (
     field_validator,
 )
 
+from common.overrides import OverrideError, apply_overrides
 from stages.registry import REGISTRY
 
 DEFAULT_EXTENSIONS = ["mp4", "mkv", "mov", "webm", "avi", "m4v", "mpg", "mpeg", "ts", "m2ts",
@@ -111,15 +113,25 @@ class ConfigError(ValueError):
     """``pipeline.yaml`` is unreadable or invalid; the message names every bad key."""
 
 
-def load_config(path: Path | None) -> PipelineConfig:
-    """Read and validate ``path`` (defaults when None)."""
-    if path is None:
-        return PipelineConfig()
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: cannot read config: {err}") from None
-    return parse_config(data, str(path))
+def load_config(path: Path | None, overrides: Sequence[str] = ()) -> PipelineConfig:
+    """Read and validate ``path`` (defaults when None) after applying ``key.sub=value``
+    ``overrides`` (``curate run --set``)."""
+    data: Any = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"{path}: cannot read config: {err}") from None
+    source = str(path) if path is not None else "defaults"
+    if overrides:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: top level must be a mapping, got {type(data).__name__}")
+        try:
+            apply_overrides(data, overrides)
+        except OverrideError as err:
+            raise ConfigError(str(err)) from None
+        source += " with --set " + " ".join(overrides)
+    return parse_config(data, source)
 
 
 def parse_config(data: Any, source: str = "config") -> PipelineConfig:

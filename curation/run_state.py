@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from common.atomic import atomic_write_bytes
 from curation.config import PipelineConfig
-from curation.output.atomic import atomic_write_bytes
 
 
 class RunStateError(RuntimeError):

@@ -1,12 +1,9 @@
-"""Crash-safe checkpoint files: temp file beside the target, fsync, rename, fsync the folder.
-
-A reader therefore sees either the previous checkpoint or the complete new one, never half of
-one, even after SIGKILL or power loss.
+"""Crash-safe checkpoint files (written through :func:`common.atomic.atomic_file`: a reader sees
+either the previous checkpoint or the complete new one), their names, and the RNG state they keep.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import re
 from pathlib import Path
@@ -15,26 +12,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.atomic import atomic_file
+
 CHECKPOINT_RE = re.compile(r"^step-(\d{8})\.pt$")
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to ``path`` atomically."""
+    """``torch.save`` to ``path`` atomically, creating its folder if needed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with atomic_file(path) as handle:
+        torch.save(obj, handle)
 
 
 def checkpoint_path(folder: Path, step: int) -> Path:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from common.overrides import OverrideError, apply_overrides
 from models.dit import DiTConfig
 from models.encoders import EncoderConfig
 from models.shards import DataConfig
@@ -85,17 +86,10 @@ def load_train_config(path: Path, overrides: list[str] = ()) -> TrainConfig:
 def parse_train_config(data: dict[str, Any], overrides: list[str] = (),
                        source: str = "config") -> TrainConfig:
     """Validate a parsed config after applying ``key.sub=value`` overrides."""
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise TrainConfigError(f"--set {item!r}: expected key.sub=value")
-        node = data
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise TrainConfigError(f"--set {key}: {part} is not a section")
-        node[leaf] = yaml.safe_load(value)
+    try:
+        apply_overrides(data, overrides)
+    except OverrideError as err:
+        raise TrainConfigError(str(err)) from None
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as err:

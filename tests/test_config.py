@@ -72,3 +72,15 @@ def test_stop_after_cuts_the_plan_and_names_the_stages(tmp_path: Path) -> None:
         "shot_filter", "shot_crop", "shot_merge"]
     with pytest.raises(ConfigError, match="stop_after: .*allowed: probe, video_score"):
         parse_config({"stop_after": "shot_magic"})
+
+
+def test_set_overrides_keys_of_the_file_or_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("stages:\n  shot_split:\n    cut_threshold: 20\n")
+    config = load_config(path, ["stages.shot_split.cut_threshold=31.5", "stop_after=shot_split"])
+    assert (config.stages.shot_split.cut_threshold, config.stop_after) == (31.5, "shot_split")
+    assert load_config(None, ["stages.encode.crf=23"]).stages.encode.crf == 23
+    with pytest.raises(ConfigError, match="stages.encode.crff: unknown key"):
+        load_config(None, ["stages.encode.crff=23"])
+    with pytest.raises(ConfigError, match="expected key.sub=value"):
+        load_config(path, ["stages.encode.crf"])

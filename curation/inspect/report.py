@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow.dataset as ds
 
-from curation.output.atomic import atomic_write_bytes
+from common.atomic import atomic_write_bytes
 from curation.output.schema import CLIPS_INDEX, SHOTS, VIDEOS
 from media.readers import open_reader
 from stages.shot_score.stage import VQA_SCORES

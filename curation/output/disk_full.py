@@ -32,7 +32,7 @@ def commit(writer: PartWriter, records: list[Record]) -> None:
     except OSError as err:
         if err.errno not in _NO_SPACE:
             raise
-        target = _partial_file(out_dir)
+        target = err.filename or out_dir  # common.atomic.atomic_file names its target
         PartWriter(out_dir)  # a new writer removes temp files and every uncommitted part
         raise DiskFullError(
             f"{errno.errorcode[err.errno]} ({err.strerror}) while writing {target}; the "
@@ -48,9 +48,3 @@ def check_record(record: Record, out_dir: Path) -> None:
             f"ENOSPC (No space left on device) in {out_dir / '.staging'} while processing "
             f"{record['rel_path']} ({reason}); free space and rerun to resume")
 
-
-def _partial_file(out_dir: Path) -> Path:
-    """The final name of the temp file a failed write left (``.NAME.UUID.tmp``)."""
-    for tmp in sorted(out_dir.glob("*/.*.tmp")):
-        return tmp.with_name(tmp.name[1:].rsplit(".", 2)[0])
-    return out_dir

@@ -1,22 +1,20 @@
 """WebDataset shards of the encoded samples: ``OUT/clips/clips-NNNNNN.tar``.
 
 Each sample is two members, ``KEY.mp4`` and ``KEY.json``
-(:func:`curation.output.schema.clip_metadata`). A shard is written under a temp name, fsynced and
-renamed, so a reader never sees half a tar. Shards are numbered on from the highest one a committed
-``clips_index`` part refers to; on resume, shards no committed part refers to are deleted (see
-:class:`curation.output.writer.PartWriter`).
+(:func:`curation.output.schema.clip_metadata`). A shard is written atomically
+(:func:`common.atomic.atomic_file`), so a reader never sees half a tar. Shards are numbered on
+from the highest one a committed ``clips_index`` part refers to; on resume, shards no committed
+part refers to are deleted (see :class:`curation.output.writer.PartWriter`).
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
-import uuid
 from pathlib import Path
 
-from curation.output.atomic import fsync_dir
+from common.atomic import atomic_file
 
 
 class ShardWriter:
@@ -48,18 +46,12 @@ class ShardWriter:
 
     def _write_shard(self, batch: list[tuple[dict, Path]]) -> list[tuple[str, str]]:
         name = f"clips-{self.next_number:06d}.tar"
-        target = self.clips_dir / name
-        tmp = self.clips_dir / f".{name}.{uuid.uuid4().hex}.tmp"
-        with open(tmp, "wb") as handle:
-            with tarfile.open(fileobj=handle, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-                for metadata, mp4 in batch:
-                    key = metadata["sample_id"]
-                    _add(tar, f"{key}.mp4", mp4.read_bytes())
-                    _add(tar, f"{key}.json", json.dumps(metadata, sort_keys=True).encode())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-        fsync_dir(self.clips_dir)
+        with (atomic_file(self.clips_dir / name) as handle,
+              tarfile.open(fileobj=handle, mode="w", format=tarfile.USTAR_FORMAT) as tar):
+            for metadata, mp4 in batch:
+                key = metadata["sample_id"]
+                _add(tar, f"{key}.mp4", mp4.read_bytes())
+                _add(tar, f"{key}.json", json.dumps(metadata, sort_keys=True).encode())
         self.next_number += 1
         return [(name, metadata["sample_id"]) for metadata, _ in batch]
 

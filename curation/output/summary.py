@@ -12,8 +12,8 @@ from typing import Any
 
 import pyarrow.dataset as ds
 
+from common.atomic import atomic_write_bytes
 from curation.config import PipelineConfig
-from curation.output.atomic import atomic_write_bytes
 from curation.output.schema import CLIPS_INDEX, SHOTS, VIDEOS
 from stages.registry import STAGE_NAMES
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.output.atomic import atomic_write_bytes
+from common.atomic import atomic_write_bytes
 from curation.output.names import utf8_text
 from curation.output.schema import (
     CLIPS_INDEX_TABLE,
