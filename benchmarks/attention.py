@@ -22,11 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from models.attention_core import SegmentPlan, grouped_attention, make_plan  # noqa: E402
+from models.attention_core import Backend, SegmentPlan, attention, make_plan  # noqa: E402
 from models.moga import MoGASelfAttention, moga_plan  # noqa: E402
 from models.router import route  # noqa: E402
 from models.stga import frame_plan, window_plan  # noqa: E402
@@ -84,7 +83,7 @@ def calibrated_layer(x: torch.Tensor, groups: int, window_grid: tuple[int, int],
                      cv: float = 0.2) -> MoGASelfAttention:
     """A layer whose router (random weights, fitted bias) gives group sizes of CV ~ cv on x."""
     torch.manual_seed(0)
-    layer = MoGASelfAttention(DIM, HEADS, groups, window_grid, backend="gpu").cuda()
+    layer = MoGASelfAttention(DIM, HEADS, groups, window_grid, backend=Backend.GPU).cuda()
     z = torch.randn(groups, generator=torch.Generator().manual_seed(1))
     target = 1 + cv * (z - z.mean()) / z.std(correction=0)
     target = (target / target.sum()).cuda()
@@ -117,8 +116,7 @@ def time_pair(name: str, fn: Callable[[], object], step: Callable[[], object], p
 
 def dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-        return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
-                                              v.transpose(1, 2)).transpose(1, 2)
+        return attention(q, k, v)
 
 
 def varlen_fa2(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -142,9 +140,9 @@ def check_correctness() -> dict[str, float]:
     torch.manual_seed(3)
     x, *qkv, grad = (torch.randn(2, tokens, *shape, device="cuda", dtype=torch.bfloat16)
                      for shape in ((DIM,), *[(HEADS, HEAD_DIM)] * 4))
-    fast = MoGASelfAttention(DIM, HEADS, groups, backend="gpu").cuda().to(torch.bfloat16)
+    fast = MoGASelfAttention(DIM, HEADS, groups, backend=Backend.GPU).cuda().to(torch.bfloat16)
     reference = copy.deepcopy(fast).double()
-    reference.backend = "reference"
+    reference.backend = Backend.REFERENCE
     results = []
     for layer, dtype in ((reference, torch.float64), (fast, torch.bfloat16)):
         inputs = [t.to(dtype).requires_grad_() for t in qkv]
@@ -180,21 +178,22 @@ def time_parts(flat: list[torch.Tensor], grad: torch.Tensor, plan: SegmentPlan,
               pairs: int) -> tuple[str, dict[str, float]]:
         return name, time_pair(name, fn, fwd_bwd(fn, inputs, grad), pairs, reps)
 
+    def core(tensors: list[torch.Tensor], p: SegmentPlan) -> Callable[[], torch.Tensor]:
+        return lambda: attention(*tensors, plan=p, backend=Backend.GPU)
+
     permuted = [t.detach()[plan.q_gather.order].requires_grad_() for t in flat]
     in_place = make_plan(None, list(plan.q_lens))
     rows = dict([
-        timed("core: MoGA groups, with permutes", lambda: grouped_attention(*flat, plan), flat,
-              plan.pairs),
-        timed("core: MoGA groups, kernels only", lambda: grouped_attention(*permuted, in_place),
-              permuted, plan.pairs)])
+        timed("core: MoGA groups, with permutes", core(flat, plan), flat, plan.pairs),
+        timed("core: MoGA groups, kernels only", core(permuted, in_place), permuted,
+              plan.pairs)])
     try:
         rows.update([timed("FA2 varlen_attn (paper's route)", varlen_fa2(*permuted, plan),
                            permuted, plan.pairs)])
     except (ImportError, RuntimeError) as err:
         print(f"  FA2 varlen_attn unavailable: {err}", flush=True)
     for label, static_plan in zip(("STGA windows", "per-frame"), static, strict=True):
-        rows.update([timed(label, lambda p=static_plan: grouped_attention(*flat, p), flat,
-                           static_plan.pairs)])
+        rows.update([timed(label, core(flat, static_plan), flat, static_plan.pairs)])
     return rows
 
 

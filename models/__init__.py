@@ -1,9 +1,12 @@
 """MoGA attention and MoGA-DiT.
 
-- ``router``, ``stga``, ``attention_core``, ``moga``: Mixture-of-Groups Attention (a linear
-  router sends each token to one of M groups; attention runs inside each group) beside static
-  local attention (spatial windows x temporal groups that respect shot cuts, and per-frame
-  attention), on a reference backend (CPU, any dtype) and a packed cuDNN backend on GPU.
+- ``attention_core``: ``attention``, the one entry point of every attention in the models: dense
+  (the DiT's baseline self-attention and its per-shot cross-attention) or grouped by a
+  ``SegmentPlan``, the latter on a ``Backend``: REFERENCE (CPU, any dtype), GPU (packed, cuDNN
+  first) or AUTO.
+- ``router``, ``stga``, ``moga``: Mixture-of-Groups Attention (a linear router sends each token
+  to one of M groups; attention runs inside each group) beside static local attention (spatial
+  windows x temporal groups that respect shot cuts, and per-frame attention).
 - ``sequence_parallel``: Ulysses all-to-all for long sequences.
 - ``rope``, ``dit``: a Wan2.1-style video DiT with 3D RoPE, adaLN and per-shot text
   cross-attention.

@@ -1,16 +1,21 @@
-"""Attention inside groups after a permutation: the core behind MoGA, STGA and per-frame attention.
+"""The one attention entry point of the models: ``attention``, with a ``Backend`` enum.
 
-A grouping is a ``SegmentPlan``: the token rows of each group packed one group after another, for
-queries and for keys/values (keys may add rows that are not queries, as STGA's shot context does).
-``grouped_attention`` runs a plan with one of two backends:
+``attention(q, k, v)`` is dense attention, one ``scaled_dot_product_attention`` call on
+token-major (B, S, H, D) tensors: the DiT's dense self-attention and, with ``key_mask``, its
+per-shot cross-attention. ``attention(q, k, v, plan=...)`` is attention inside groups after a
+permutation, the core behind MoGA, STGA and per-frame attention. A grouping is a ``SegmentPlan``:
+the token rows of each group packed one group after another, for queries and for keys/values
+(keys may add rows that are not queries, as STGA's shot context does). Tokens are rows of a
+flattened ``(B * N, H, D)`` tensor. ``Backend`` picks how a plan runs:
 
-- ``reference``: one gather and one explicit softmax attention per group, any dtype, any device.
-- ``packed``: one gather for all groups, runs of equal-shape groups as one batched
+- ``REFERENCE``: one gather and one explicit softmax attention per group, any dtype, any device.
+- ``GPU`` (the packed core): one gather for all groups, runs of equal-shape groups as one batched
   ``scaled_dot_product_attention`` call (cuDNN first on CUDA), one gather back. The gathers'
   gradients are gathers too, plus an add for rows repeated as shot context; the tests run this
   backend on CPU in float64.
+- ``AUTO``: ``GPU`` for CUDA float16/bfloat16 tensors, else ``REFERENCE``.
 
-Tokens are rows of a flattened ``(B * N, H, D)`` tensor in both.
+Dense attention is the same SDPA call whatever the backend.
 
 cuDNN builds an execution plan for every attention shape it has not seen and caches it by exact
 shape: about 0.12 s of host time per new length for forward plus backward on an H100. MoGA's
@@ -29,6 +34,7 @@ import math
 import os
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from enum import StrEnum
 
 import torch
 import torch.nn.functional as F
@@ -36,11 +42,29 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 os.environ.setdefault("TORCH_CUDNN_SDPA_AVOID_RECOMPILE", "1")
 
-BACKENDS = ("reference", "packed")
+_FAST_DTYPES = (torch.float16, torch.bfloat16)
 # cuDNN is the fastest fused attention PyTorch has on Hopper; the others are fallbacks for shapes
 # or dtypes it rejects.
 _CUDA_PRIORITY = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION,
                   SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+class Backend(StrEnum):
+    """How grouped attention runs; a str config value becomes one with ``Backend(value)``."""
+
+    AUTO = "auto"  # GPU for CUDA float16/bfloat16 tensors, else REFERENCE
+    REFERENCE = "reference"  # pure PyTorch, explicit softmax per group
+    GPU = "gpu"  # the packed core: cuDNN on CUDA, PyTorch's SDPA elsewhere
+
+    @classmethod
+    def _missing_(cls, value: object) -> Backend:
+        raise ValueError(f"backend must be one of {', '.join(cls)}, got {value!r}")
+
+    def resolve(self, x: torch.Tensor) -> Backend:
+        """REFERENCE or GPU: AUTO decided by the device and dtype of ``x``, others as they are."""
+        if self is not Backend.AUTO:
+            return self
+        return Backend.GPU if x.is_cuda and x.dtype in _FAST_DTYPES else Backend.REFERENCE
 
 
 @dataclass(frozen=True)
@@ -149,12 +173,42 @@ def make_plan(q_order: torch.Tensor | None, q_lens: list[int], kv_order: torch.T
                        tuple(kv for _, kv in shapes), tuple(runs))
 
 
-def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: SegmentPlan,
-                      backend: str = "packed", gate: torch.Tensor | None = None) -> torch.Tensor:
-    """Softmax attention of each query over its group's keys, times ``gate`` if given.
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+              plan: SegmentPlan | None = None, backend: Backend | str = Backend.AUTO,
+              gate: torch.Tensor | None = None,
+              key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax attention: grouped with ``plan``, else dense.
 
-    q, k, v: (L, H, D); gate: (L,) per query token. Returns (L, H, D) in token order.
+    With ``plan``: each query attends to its group's keys on ``backend``, times ``gate`` if given;
+    q, k, v: (L, H, D) token rows, gate: (L,) per query. Returns (L, H, D) in token order.
+    Without: q (B, Sq, H, D) attends to all of k, v (B, Sk, H, D) except the keys where
+    ``key_mask`` (B, Sk) is False; one SDPA call on every backend. Returns (B, Sq, H, D).
     """
+    backend = Backend(backend)
+    if plan is None:
+        if gate is not None:
+            raise ValueError("gate needs a plan: dense attention has no groups to gate")
+        return _dense(q, k, v, key_mask)
+    if key_mask is not None:
+        raise ValueError("key_mask is for dense attention; a plan names its keys itself")
+    return _grouped(q, k, v, plan, backend.resolve(q), gate)
+
+
+def _dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+           key_mask: torch.Tensor | None) -> torch.Tensor:
+    """SDPA on (B, H, S, D) views of token-major q, k, v; the output back to (B, Sq, H, D)."""
+    if q.dim() != 4 or k.shape != v.shape or q.shape[2:] != k.shape[2:]:
+        raise ValueError(f"q must be (B, Sq, H, D) and k, v one (B, Sk, H, D) shape, got "
+                         f"{q.shape}, {k.shape}, {v.shape}")
+    mask = None if key_mask is None else key_mask[:, None, None, :]
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
+                                         v.transpose(1, 2), attn_mask=mask)
+    return out.transpose(1, 2)
+
+
+def _grouped(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: SegmentPlan,
+             backend: Backend, gate: torch.Tensor | None) -> torch.Tensor:
+    """The checks and the core of ``backend`` (REFERENCE or GPU) for ``attention`` with a plan."""
     if q.dim() != 3 or q.shape != k.shape or q.shape != v.shape:
         raise ValueError(f"q, k, v must share one (L, H, D) shape, got {q.shape}, {k.shape}, "
                          f"{v.shape}")
@@ -162,11 +216,8 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: S
         raise ValueError(f"plan covers {sum(plan.q_lens)} query rows, q has {q.shape[0]}")
     if gate is not None and gate.shape != q.shape[:1]:
         raise ValueError(f"gate must have shape {tuple(q.shape[:1])}, got {tuple(gate.shape)}")
-    if backend == "reference":
-        return _reference(q, k, v, plan, gate)
-    if backend == "packed":
-        return _packed(q, k, v, plan, gate)
-    raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    core = _packed if backend is Backend.GPU else _reference
+    return core(q, k, v, plan, gate)
 
 
 def _reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: SegmentPlan,

@@ -1,9 +1,11 @@
 """MoGA-DiT: a Wan2.1-style video diffusion transformer with shot-level text conditioning.
 
 Latents (B, C, F, H, W) are cut into 1x2x2 patches, giving N = T*Hh*Ww tokens in (t, h, w)
-raster order. Each block is: adaLN-modulated visual self-attention (MoGA + STGA, or dense SDPA as
-the baseline) with 3D RoPE on q and k, then cross-attention in which the tokens of each shot attend
-only to the text tokens of that shot's caption, then an adaLN-modulated GELU MLP.
+raster order. Each block is: adaLN-modulated visual self-attention (MoGA + STGA, or dense attention
+as the baseline) with 3D RoPE on q and k, then cross-attention in which the tokens of each shot
+attend only to the text tokens of that shot's caption, then an adaLN-modulated GELU MLP. All three
+attentions go through ``attention_core.attention``; ``DiTConfig.attention_backend`` (a
+``Backend``) picks how MoGA's grouped attention runs.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from torch.distributed import ProcessGroup
 from torch.utils.checkpoint import checkpoint
 
 from models import sequence_parallel as sp
+from models.attention_core import Backend, attention
 from models.moga import MoGASelfAttention, MoGAStats
 from models.rope import apply_rope, axis_dims, rope_angles
 
@@ -42,7 +44,7 @@ class DiTConfig(BaseModel):
     window_grid: tuple[int, int] = (2, 2)
     shot_context_frames: int = Field(2, ge=0)
     balance_alpha: float = Field(0.1, ge=0)
-    attention_backend: str = "auto"
+    attention_backend: Backend = Backend.AUTO
     rope_theta: float = 10000.0
     eps: float = 1e-6
 
@@ -126,8 +128,7 @@ class SelfAttention(nn.Module):
             return self.out(o.flatten(2)), stats
         if sp_group is not None:  # Ulysses: whole sequence, H/P heads inside attention
             q, k, v = (sp.seq_to_heads(t, sp_group) for t in (q, k, v))
-        o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
-                                           v.transpose(1, 2)).transpose(1, 2)
+        o = attention(q, k, v)
         if sp_group is not None:
             o = sp.heads_to_seq(o, sp_group)
         return self.out(o.flatten(2)), None
@@ -149,20 +150,16 @@ class ShotCrossAttention(nn.Module):
                 spans: list[tuple[int, int, int]]) -> torch.Tensor:
         """x (B, n, dim), text (B, S, L, dim), mask (B, S, L), (shot, a, b) spans tiling n
         -> (B, n, dim)."""
-        q = self.q_norm(self.q(x).float()).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+        q = self.q_norm(self.q(x).float()).unflatten(-1, (self.num_heads, -1))  # (B, n, H, D)
         k, v = self.kv(text).chunk(2, dim=-1)
         q = q.to(v.dtype)
         k = self.k_norm(k.float()).to(v.dtype)
-        k = k.unflatten(-1, (self.num_heads, -1)).transpose(2, 3)  # (B, S, H, L, D)
-        v = v.unflatten(-1, (self.num_heads, -1)).transpose(2, 3)
-        # Shots are contiguous token ranges, so one SDPA call per shot gives the block-diagonal
+        k = k.unflatten(-1, (self.num_heads, -1))  # (B, S, L, H, D)
+        v = v.unflatten(-1, (self.num_heads, -1))
+        # Shots are contiguous token ranges, so one dense call per shot gives the block-diagonal
         # shot-to-caption pattern without an n x (S*L) mask.
-        outs = [
-            F.scaled_dot_product_attention(q[:, :, a:b], k[:, s], v[:, s],
-                                           attn_mask=mask[:, s, None, None, :])
-            for s, a, b in spans
-        ]
-        return self.out(torch.cat(outs, dim=2).transpose(1, 2).flatten(2))
+        outs = [attention(q[:, a:b], k[:, s], v[:, s], key_mask=mask[:, s]) for s, a, b in spans]
+        return self.out(torch.cat(outs, dim=1).flatten(2))
 
 
 @dataclass

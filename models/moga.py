@@ -1,7 +1,8 @@
 """MoGA self-attention layer: routed group attention plus STGA windows plus per-frame attention.
 
 The layer owns only the router; the caller owns the q/k/v/out projections and RoPE. Output per
-token (paper section 3.2): ``mean(p(g(x)|x) * MoGA(x), window(x), frame(x))``.
+token (paper section 3.2): ``mean(p(g(x)|x) * MoGA(x), window(x), frame(x))``. Each of the three is
+one ``attention_core.attention`` call with its ``SegmentPlan`` on the layer's ``Backend``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ from torch import nn
 from torch.distributed import ProcessGroup
 
 from models import sequence_parallel as sp
-from models.attention_core import SegmentPlan, grouped_attention, make_plan
+from models.attention_core import Backend, SegmentPlan, attention, make_plan
 from models.router import balance_loss, balance_metric, group_counts, route
 from models.stga import frame_plan, window_plan
-
-_FAST_DTYPES = (torch.float16, torch.bfloat16)
 
 
 @dataclass
@@ -49,20 +48,19 @@ class MoGASelfAttention(nn.Module):
         window_grid: STGA spatial windows per frame (rows, columns).
         shot_context_frames: latent frames of each adjacent shot added to STGA keys/values.
         balance_alpha: weight of the group-balancing loss.
-        backend: "reference" (pure PyTorch, any dtype and device), "gpu" (the packed core: cuDNN
-            on CUDA, PyTorch's SDPA elsewhere) or "auto" ("gpu" for CUDA fp16/bf16, else
-            "reference").
+        backend: a ``Backend`` or its value: "reference" (pure PyTorch, any dtype and device),
+            "gpu" (the packed core: cuDNN on CUDA, PyTorch's SDPA elsewhere) or "auto" ("gpu" for
+            CUDA fp16/bf16, else "reference"); any other value raises ValueError.
         temporal_frames: most latent frames in one STGA temporal group. The paper does not state
             it; 3 reproduces its sparsity figures for 5 s videos (1 - 1/M - 8.75%).
     """
 
     def __init__(self, dim: int, num_heads: int, num_groups: int,
                  window_grid: tuple[int, int] = (2, 2), shot_context_frames: int = 2,
-                 balance_alpha: float = 0.1, backend: str = "auto",
+                 balance_alpha: float = 0.1, backend: Backend | str = Backend.AUTO,
                  temporal_frames: int = 3) -> None:
         super().__init__()
-        if backend not in ("reference", "gpu", "auto"):
-            raise ValueError(f"backend must be reference, gpu or auto, got {backend!r}")
+        backend = Backend(backend)
         if num_groups < 1 or min(window_grid) < 1 or temporal_frames < 1 or shot_context_frames < 0:
             raise ValueError("num_groups, window_grid and temporal_frames must be >= 1, "
                              "shot_context_frames >= 0")
@@ -110,22 +108,15 @@ class MoGASelfAttention(nn.Module):
                 shot_starts: tuple[int, ...]) -> torch.Tensor:
         """Mean of the gated MoGA, window and per-frame outputs over whole sequences."""
         batch, tokens, heads, dim = q.shape
-        backend = self._core_backend(q)
         q, k, v = (t.reshape(batch * tokens, heads, dim) for t in (q, k, v))
         plans = [moga_plan(group_ids, self.num_groups),
                  window_plan(batch, grid, shot_starts, self.window_grid, self.temporal_frames,
                              self.shot_context_frames, q.device),
                  frame_plan(batch, grid)]
         gates = [gate.reshape(-1).to(q.dtype), None, None]
-        moga, window, frame = (grouped_attention(q, k, v, plan, backend, g)
+        moga, window, frame = (attention(q, k, v, plan=plan, backend=self.backend, gate=g)
                                for plan, g in zip(plans, gates, strict=True))
         return ((moga + window + frame) / 3).view(batch, tokens, heads, dim)
-
-    def _core_backend(self, q: torch.Tensor) -> str:
-        if self.backend == "gpu" or (self.backend == "auto" and q.is_cuda
-                                     and q.dtype in _FAST_DTYPES):
-            return "packed"
-        return "reference"
 
     def _check(self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                grid: tuple[int, int, int], world: int) -> None:

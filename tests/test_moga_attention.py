@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from models import attention_core
-from models.attention_core import grouped_attention, make_plan
+from models.attention_core import Backend, attention, make_plan
 from models.moga import MoGASelfAttention, moga_plan
 from models.router import Routing, balance_loss, balance_metric, group_counts
 from models.stga import frame_plan, temporal_groups, window_plan
@@ -147,14 +147,36 @@ def test_layer_matches_dense_oracle(name: str, backend: str) -> None:
     assert nonzero == [True] * 3 + [case.num_groups > 1] * 3
 
 
-@pytest.mark.parametrize("backend", ["reference", "packed"])
-def test_one_group_is_dense_attention(backend: str) -> None:
+@pytest.mark.parametrize("backend", [Backend.REFERENCE, Backend.GPU])
+def test_one_group_is_dense_attention(backend: Backend) -> None:
     torch.manual_seed(3)
     q, k, v = (torch.randn(2, 10, HEADS, HEAD_DIM, dtype=torch.float64) for _ in range(3))
     plan = moga_plan(torch.zeros(2, 10, dtype=torch.long), 1)
-    out = grouped_attention(*(t.reshape(20, HEADS, HEAD_DIM) for t in (q, k, v)), plan, backend)
+    out = attention(*(t.reshape(20, HEADS, HEAD_DIM) for t in (q, k, v)), plan=plan,
+                    backend=backend)
     dense = F.scaled_dot_product_attention(*(t.transpose(1, 2) for t in (q, k, v))).transpose(1, 2)
     torch.testing.assert_close(out.view(2, 10, HEADS, HEAD_DIM), dense, rtol=1e-12, atol=1e-12)
+
+
+def test_dense_attention_is_sdpa_and_bad_backends_name_the_good_ones() -> None:
+    """Without a plan, ``attention`` is the very SDPA call on (B, H, S, D) views, on any backend."""
+    torch.manual_seed(4)
+    q = torch.randn(2, 7, HEADS, HEAD_DIM)
+    k, v = (torch.randn(2, 5, HEADS, HEAD_DIM) for _ in range(2))
+    mask = torch.rand(2, 5) > 0.4
+    mask[:, 0] = True
+    for key_mask, sdpa_mask in ((None, None), (mask, mask[:, None, None, :])):
+        want = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
+                                              v.transpose(1, 2), attn_mask=sdpa_mask)
+        for backend in Backend:
+            got = attention(q, k, v, backend=backend, key_mask=key_mask)
+            assert torch.equal(got, want.transpose(1, 2)), backend
+    assert Backend.AUTO.resolve(q.bfloat16()) is Backend.REFERENCE  # CPU
+    for bad in ("packed", "triton"):
+        with pytest.raises(ValueError, match="auto, reference, gpu"):
+            attention(q, k, v, backend=bad)
+        with pytest.raises(ValueError, match="auto, reference, gpu"):
+            MoGASelfAttention(DIM, HEADS, 2, backend=bad)
 
 
 def test_temporal_groups_by_hand() -> None:
@@ -205,7 +227,8 @@ def test_packed_runs_suit_shape_stable_cudnn_plans(monkeypatch: pytest.MonkeyPat
     ids = torch.randint(0, 3, (batch, math.prod(grid)), generator=torch.Generator().manual_seed(5))
     for plan in (moga_plan(ids, 3), window_plan(batch, grid, (2,), (2, 2), 2, 2,
                                                 torch.device("cpu"))):
-        grouped_attention(q, k, v, plan, "packed", torch.rand(rows, dtype=torch.float64))
+        attention(q, k, v, plan=plan, backend=Backend.GPU,
+                  gate=torch.rand(rows, dtype=torch.float64))
     assert len(layouts) > 3 and all(layouts)
 
 
