@@ -116,6 +116,10 @@ class SyntheticEncoders:
         """The sample's caption embeddings (caption dropout does not change them)."""
         return self._text
 
+    def truncated(self, captions: list[str]) -> int:
+        """No caption is cut: the embeddings are random ones of ``text_len`` tokens."""
+        return 0
+
 
 def synthetic_run(cfg: TrainConfig, args: argparse.Namespace) -> tuple[Run, Iterator[ClipSample]]:
     """What ``build_run`` makes, with synthetic encoders, plus an endless stream of the sample."""

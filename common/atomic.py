@@ -33,7 +33,7 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
         if isinstance(err, OSError) and err.filename is None:
             err.filename = os.fspath(path)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -42,7 +42,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make a rename inside ``directory`` durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:

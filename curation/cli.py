@@ -13,7 +13,7 @@ from curation.config import ConfigError, PipelineConfig, load_config
 from curation.output.disk_full import DiskFullError
 from curation.plan import PreflightError
 from curation.run_state import RunStateError
-from models.train_cli import sample_command, train_command
+from models.train_cli import export_command, sample_command, train_command
 
 if TYPE_CHECKING:
     from curation.runner import RunOptions
@@ -135,6 +135,7 @@ def validate_command(out_dir: Path, raw_dir: Path | None) -> None:
 
 main.add_command(train_command)
 main.add_command(sample_command)
+main.add_command(export_command)
 
 if __name__ == "__main__":
     main()

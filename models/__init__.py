@@ -10,8 +10,13 @@
 - ``sequence_parallel``: Ulysses all-to-all for long sequences.
 - ``rope``, ``dit``: a Wan2.1-style video DiT with 3D RoPE, adaLN and per-shot text
   cross-attention.
+- ``wan_weights``: Wan2.1 transformer weights (diffusers or original layout) into MoGA-DiT, and
+  MoGA-DiT back out as a diffusers folder.
 - ``encoders``, ``shards``: VAE / text encoder loading with an on-disk cache, and the reader of
   the ``curate run`` shards.
 - ``trainer``, ``checkpoint``, ``sampler``, ``train_cli``: rectified-flow training with exact
   resume, a sampler that writes an mp4, and the ``curate train`` / ``curate sample`` commands.
+- ``flops``: each step's attention query-key pairs per branch and training FLOPs, for the log.
+- ``fsdp``, ``dcp_checkpoint``: FSDP2 sharding over all ranks (``train.fsdp``, for 14B) and its
+  torch.distributed.checkpoint folders.
 """

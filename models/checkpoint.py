@@ -1,11 +1,15 @@
 """Crash-safe checkpoint files (written through :func:`common.atomic.atomic_file`: a reader sees
 either the previous checkpoint or the complete new one), their names, and the RNG state they keep.
+
+A checkpoint is ``step-XXXXXXXX.pt``, or the folder ``step-XXXXXXXX/`` of a sharded (FSDP) run
+(models/dcp_checkpoint.py); both are found and pruned alike.
 """
 
 from __future__ import annotations
 
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +18,7 @@ import torch
 
 from common.atomic import atomic_file
 
-CHECKPOINT_RE = re.compile(r"^step-(\d{8})\.pt$")
+CHECKPOINT_RE = re.compile(r"^step-(\d{8})(\.pt)?$")
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -29,19 +33,32 @@ def checkpoint_path(folder: Path, step: int) -> Path:
     return folder / f"step-{step:08d}.pt"
 
 
+def checkpoint_dir(folder: Path, step: int) -> Path:
+    """Where the sharded checkpoint of ``step`` lives."""
+    return folder / f"step-{step:08d}"
+
+
+def _checkpoints(folder: Path) -> list[Path]:
+    """Checkpoint files and folders in ``folder``, oldest step first."""
+    found = [p for p in folder.iterdir() if CHECKPOINT_RE.match(p.name)]
+    return sorted(found, key=lambda p: int(CHECKPOINT_RE.match(p.name).group(1)))
+
+
 def latest_checkpoint(folder: Path) -> Path | None:
     """The checkpoint with the highest step in ``folder``, or None."""
     if not folder.is_dir():
         return None
-    found = sorted(p for p in folder.iterdir() if CHECKPOINT_RE.match(p.name))
+    found = _checkpoints(folder)
     return found[-1] if found else None
 
 
 def prune_checkpoints(folder: Path, keep: int) -> None:
     """Delete all but the ``keep`` newest checkpoints."""
-    found = sorted(p for p in folder.iterdir() if CHECKPOINT_RE.match(p.name))
-    for old in found[:-keep]:
-        old.unlink()
+    for old in _checkpoints(folder)[:-keep]:
+        if old.is_dir():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
 
 
 def rng_state() -> dict[str, Any]:

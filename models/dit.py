@@ -6,6 +6,10 @@ as the baseline) with 3D RoPE on q and k, then cross-attention in which the toke
 attend only to the text tokens of that shot's caption, then an adaLN-modulated GELU MLP. All three
 attentions go through ``attention_core.attention``; ``DiTConfig.attention_backend`` (a
 ``Backend``) picks how MoGA's grouped attention runs.
+
+``DiTConfig.attention`` also selects the paper's ablations (Fig. 11): ``moga_only`` (the routed
+groups alone) and ``stga_only`` (STGA windows + per-frame attention, no router); ``num_groups: 1``
+with ``moga`` is Table 4's M = 1, full attention + STGA.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from torch.utils.checkpoint import checkpoint
 
 from models import sequence_parallel as sp
 from models.attention_core import Backend, attention
-from models.moga import MoGASelfAttention, MoGAStats
+from models.moga import BRANCHES, MoGASelfAttention, MoGAStats
 from models.rope import apply_rope, axis_dims, rope_angles
 
 
@@ -39,10 +43,17 @@ class DiTConfig(BaseModel):
     text_dim: int = Field(4096, ge=1, description="Text encoder hidden size (umt5-xxl: 4096).")
     freq_dim: int = Field(256, ge=2, description="Sinusoidal timestep embedding size.")
     patch_size: tuple[int, int, int] = (1, 2, 2)
-    attention: Literal["moga", "dense"] = "moga"
-    num_groups: int = Field(5, ge=1, description="MoGA groups M.")
+    attention: Literal["moga", "moga_only", "stga_only", "dense"] = Field(
+        "moga", description="Self-attention: moga = mean(gated MoGA groups, STGA windows, "
+        "per-frame); moga_only = the gated MoGA groups alone; stga_only = mean(STGA windows, "
+        "per-frame), no router; dense = full attention (the baseline).")
+    num_groups: int = Field(5, ge=1, description="MoGA groups M; 1 with attention moga is full "
+                            "attention + STGA (the paper's Table 4 M = 1).")
     window_grid: tuple[int, int] = (2, 2)
-    shot_context_frames: int = Field(2, ge=0)
+    temporal_frames: int = Field(3, ge=1, description="Most latent frames in one STGA temporal "
+                                 "group (not stated in the paper).")
+    shot_context_frames: int = Field(2, ge=0, description="Latent frames of each adjacent shot "
+                                     "added to STGA keys/values at a shot cut.")
     balance_alpha: float = Field(0.1, ge=0)
     attention_backend: Backend = Backend.AUTO
     rope_theta: float = 10000.0
@@ -93,7 +104,8 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class SelfAttention(nn.Module):
-    """q/k/v projections, q/k RMSNorm, 3D RoPE, then MoGA + STGA or dense attention."""
+    """q/k/v projections, q/k RMSNorm, 3D RoPE, then MoGA and/or STGA (``cfg.attention``'s
+    branches) or dense attention."""
 
     def __init__(self, cfg: DiTConfig) -> None:
         super().__init__()
@@ -102,17 +114,19 @@ class SelfAttention(nn.Module):
         self.q_norm = nn.RMSNorm(cfg.dim, eps=cfg.eps)
         self.k_norm = nn.RMSNorm(cfg.dim, eps=cfg.eps)
         self.out = nn.Linear(cfg.dim, cfg.dim)
-        self.moga: nn.Module | None = None
-        if cfg.attention == "moga":
+        self.moga: MoGASelfAttention | None = None
+        if cfg.attention != "dense":
             self.moga = MoGASelfAttention(
                 cfg.dim, cfg.num_heads, cfg.num_groups, window_grid=cfg.window_grid,
                 shot_context_frames=cfg.shot_context_frames, balance_alpha=cfg.balance_alpha,
-                backend=cfg.attention_backend)
+                backend=cfg.attention_backend, temporal_frames=cfg.temporal_frames,
+                branches=BRANCHES[cfg.attention])
 
     def forward(self, x: torch.Tensor, angles: torch.Tensor, grid: tuple[int, int, int],
                 shot_starts: list[int], sp_group: ProcessGroup | None
                 ) -> tuple[torch.Tensor, MoGAStats | None]:
-        """x (B, n, dim), angles (n, head_dim/2) -> (B, n, dim) and MoGA stats (None if dense).
+        """x (B, n, dim), angles (n, head_dim/2) -> (B, n, dim) and MoGA stats (None without a
+        router: dense or stga_only).
 
         n is this rank's slice of the N = prod(grid) tokens under sequence parallelism, else N.
         """
@@ -191,7 +205,7 @@ class DiTBlock(nn.Module):
         self.modulation = nn.Parameter(torch.randn(1, 6, cfg.dim) / cfg.dim**0.5)
 
     def forward(self, x: torch.Tensor, inp: BlockInputs) -> tuple[torch.Tensor, MoGAStats | None]:
-        """x (B, n, dim) -> (B, n, dim) and the layer's MoGA stats (None when dense)."""
+        """x (B, n, dim) -> (B, n, dim) and the layer's MoGA stats (None without a router)."""
         # The residual stream stays in x's dtype (bf16 under autocast): that halves the block
         # inputs activation checkpointing keeps (17 GB instead of 35 GB at 187k tokens, 30 layers).
         mod = (self.modulation + inp.e).to(x.dtype)
@@ -233,7 +247,8 @@ class MoGADiT(nn.Module):
                 ) -> tuple[torch.Tensor, list[MoGAStats]]:
         """latents (B, C, F, H, W), timesteps (B,) in [0, 1000), shot starts in latent frames
         -> velocity tokens (B, n, pt*ph*pw*C) (see :meth:`unpatchify`) and one MoGAStats per
-        block (none when dense). n = N, or this rank's contiguous N/P slice with ``sp_group``."""
+        block (none without a router: dense, stga_only). n = N, or this rank's contiguous N/P
+        slice with ``sp_group``."""
         if text.embeddings.shape[1] != len(shot_starts):
             raise ValueError(f"{text.embeddings.shape[1]} shot captions for "
                              f"{len(shot_starts)} shots")

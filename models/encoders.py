@@ -113,6 +113,11 @@ class TextEncoder:
         mask = tokens.attention_mask.bool()
         return hidden.float() * mask[..., None], mask
 
+    def truncated(self, captions: list[str]) -> int:
+        """How many ``captions`` :meth:`encode` cuts: more than ``text_len`` tokens with EOS."""
+        return sum(len(ids) > self.text_len
+                   for ids in self.tokenizer(captions, truncation=False).input_ids)
+
 
 class EncodeCache:
     """Tensors on disk under ``folder/kind/ab/<key>.pt``, written atomically."""
@@ -174,6 +179,10 @@ class Encoders:
         if self.cache:
             self.cache.save("latents", key, {"latents": latents})
         return latents
+
+    def truncated(self, captions: list[str]) -> int:
+        """How many ``captions`` the text encoder cuts to ``text_len`` tokens."""
+        return self.text.truncated(captions)
 
     def captions(self, captions: list[str]) -> ShotText:
         """Embed one caption per shot: a batch of one (1, S, L, C)."""

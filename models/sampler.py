@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from models.dcp_checkpoint import unsharded_model
 from models.dit import MoGADiT, ShotText
 from models.encoders import Encoders
 from models.train_config import TrainConfig
@@ -20,6 +21,9 @@ from models.train_config import TrainConfig
 def load_model(checkpoint: Path, device: torch.device, use_ema: bool = True
                ) -> tuple[MoGADiT, TrainConfig]:
     """The model of a training checkpoint (EMA weights when saved and ``use_ema``), in eval mode."""
+    if checkpoint.is_dir():  # a sharded (FSDP) run's checkpoint folder
+        model, cfg = unsharded_model(checkpoint, use_ema)
+        return model.to(device).eval(), cfg
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = TrainConfig.model_validate(state["config"])
     model = MoGADiT(cfg.model)

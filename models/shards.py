@@ -6,6 +6,12 @@ Training resumes from a stream position by skipping that many items, without dec
 Items that cannot be used (too short, undecodable) are yielded with ``error`` set, so the
 position counts them too and the trainer logs them.
 
+Windows: each item is a window of ``max_frames`` frames (4k+1: Wan's VAE maps them to k+1 latent
+frames) drawn from anywhere in the sample. It starts at a random shot start among those that
+leave a full window, else (no shot start does) at a random frame; the draw is seeded by (seed,
+epoch, rank, stream position), so a resumed stream draws the same windows. Shots wholly outside
+the window are dropped with their captions; the window's first shot starts at latent frame 0.
+
 Captions: a shot with a null caption uses the sample's global caption, and if that is null too,
 the empty string (the text encoder still sees its end-of-sequence token).
 """
@@ -16,7 +22,9 @@ import io
 import json
 import logging
 import random
+import sys
 import tarfile
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import count
@@ -24,9 +32,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 log = logging.getLogger(__name__)
+
+VAE_FRAMES = 4  # Wan's VAE: 1 + 4k frames -> 1 + k latent frames
 
 
 class DataConfig(BaseModel):
@@ -37,10 +47,26 @@ class DataConfig(BaseModel):
     height: int = Field(480, ge=16, description="Training height in pixels (multiple of 16).")
     width: int = Field(832, ge=16, description="Training width in pixels (multiple of 16).")
     fps: float = Field(16.0, gt=0, description="Frames are resampled to this rate.")
-    max_frames: int = Field(161, ge=1, description="At most this many frames from the start.")
-    min_frames: int = Field(17, ge=1, description="Shorter samples are skipped.")
+    max_frames: int = Field(157, ge=1, description="Window length in frames, 4k+1 (k+1 latent "
+                            "frames; 157: 10 s at 16 fps, 40 latent frames).")
+    min_frames: int = Field(17, ge=1, description="4k+1; samples with fewer frames at fps are "
+                            "skipped, those between min and max give shorter windows.")
     shuffle_buffer: int = Field(16, ge=1, description="Samples held for shuffling across shards.")
     num_workers: int = Field(0, ge=0, description="DataLoader decode processes.")
+
+    @field_validator("max_frames", "min_frames")
+    @classmethod
+    def _vae_frame_count(cls, value: int, info: ValidationInfo) -> int:
+        """Frame counts the VAE maps to whole latent frames; min_frames <= max_frames."""
+        if (value - 1) % VAE_FRAMES:
+            low = (value - 1) // VAE_FRAMES * VAE_FRAMES + 1
+            raise ValueError(f"{info.field_name} {value} is not {VAE_FRAMES}k+1 (Wan's VAE maps "
+                             f"{VAE_FRAMES}k+1 frames to k+1 latent frames); nearest valid: "
+                             f"{low} or {low + VAE_FRAMES}")
+        if info.field_name == "min_frames" and value > info.data.get("max_frames", value):
+            raise ValueError(f"min_frames {value} > max_frames {info.data['max_frames']}: every "
+                             "sample would be skipped")
+        return value
 
 
 @dataclass
@@ -55,6 +81,7 @@ class ClipSample:
     sample_id: str = ""
     clip_key: str = ""
     frames: torch.Tensor | None = None  # (3, F, H, W) in [-1, 1]
+    window_start: int = 0  # the window's first frame, counted at ``DataConfig.fps``
     shot_starts: list[int] = field(default_factory=list)
     captions: list[str] = field(default_factory=list)
     error: str | None = None
@@ -113,9 +140,20 @@ def resample_indices(num_src: int, src_fps: float, fps: float, max_frames: int,
     Empty when not even one frame fits.
     """
     available = int((num_src - 1) * fps / src_fps + 1e-6) + 1 if num_src > 0 else 0
-    n = min(available, max_frames)
-    n = (n - 1) // multiple * multiple + 1 if n >= 1 else 0
+    n = snap_length(min(available, max_frames), multiple)
     return [min(num_src - 1, round(k * src_fps / fps)) for k in range(n)]
+
+
+def snap_length(n: int, multiple: int) -> int:
+    """The largest ``1 + multiple * k`` not above ``n`` (0 when ``n`` < 1)."""
+    return (n - 1) // multiple * multiple + 1 if n >= 1 else 0
+
+
+def window_start(shot_frames: list[int], last_start: int, rng: random.Random) -> int:
+    """A window's first frame: a random one of ``shot_frames`` (shot starts) not past
+    ``last_start``, else a random frame in [0, ``last_start``]."""
+    fits = sorted({f for f in shot_frames if 0 <= f <= last_start})
+    return rng.choice(fits) if fits else rng.randrange(last_start + 1)
 
 
 def latent_shots(frame_shots: list[int], stride: int) -> tuple[list[int], list[int]]:
@@ -189,25 +227,30 @@ def _pyav_frames(mp4: bytes, size: tuple[int, int], frames: list[int]) -> np.nda
 
 
 def prepare(item: dict[str, bytes], position: int, data: DataConfig, stride: int,
-            is_cached: Callable[[str], bool] | None) -> ClipSample:
-    """Turn one tar item into a :class:`ClipSample` (decoding unless its latents are cached)."""
+            is_cached: Callable[[str], bool] | None, rng: random.Random) -> ClipSample:
+    """Turn one tar item into a :class:`ClipSample` of a window drawn with ``rng`` (decoding
+    only the window's frames, and only unless its latents are cached)."""
     key = item["__key__"]
     if "json" not in item or "mp4" not in item:
         return ClipSample(position, key, error=f"missing {'json' if 'mp4' in item else 'mp4'}")
     meta = json.loads(item["json"])
-    frames = resample_indices(meta["num_frames"], meta["fps"], data.fps, data.max_frames, stride)
-    if len(frames) < data.min_frames:
+    whole = resample_indices(meta["num_frames"], meta["fps"], data.fps, sys.maxsize, 1)
+    length = snap_length(min(len(whole), data.max_frames), stride)
+    if length < data.min_frames:
         return ClipSample(position, key, meta["sample_id"],
-                          error=f"too short: {len(frames)} < {data.min_frames} frames")
+                          error=f"too short: {length} < {data.min_frames} frames")
+    start = window_start([bisect_left(whole, s["start_frame"]) for s in meta["shots"]],
+                         len(whole) - length, rng)
+    frames = whole[start:start + length]
     shot_of = np.zeros(meta["num_frames"], dtype=np.int64)
     for shot in meta["shots"]:
         shot_of[shot["start_frame"]:shot["end_frame"]] = shot["index"]
     starts, shots = latent_shots([int(shot_of[i]) for i in frames], stride)
     captions = shot_captions(meta)
     clip_key = (f"{meta['sample_id']}|{data.width}x{data.height}|{data.fps:g}fps|"
-                f"{len(frames)}f")
-    sample = ClipSample(position, key, meta["sample_id"], clip_key, shot_starts=starts,
-                        captions=[captions[s] for s in shots])
+                f"{length}f@{start}")
+    sample = ClipSample(position, key, meta["sample_id"], clip_key, window_start=start,
+                        shot_starts=starts, captions=[captions[s] for s in shots])
     if is_cached is None or not is_cached(clip_key):
         try:
             sample.frames = decode_clip(item["mp4"], meta, data, frames)
@@ -260,7 +303,8 @@ class ShardStream(torch.utils.data.IterableDataset):
                 # DataLoader reads its workers round-robin, so splitting positions by modulo
                 # keeps the single-process order whatever the number of workers.
                 if position >= self.start and (position - self.start) % workers == worker:
-                    yield prepare(item, position, self.data, self.stride, self.is_cached)
+                    rng = random.Random(f"{self.seed}-{epoch}-{self.rank}-{position}")
+                    yield prepare(item, position, self.data, self.stride, self.is_cached, rng)
                 position += 1
             if empty:
                 raise ValueError(f"rank {self.rank} got no samples from {len(self.shards)} shards")

@@ -1,5 +1,5 @@
-"""``curate train`` and ``curate sample`` (also ``python -m models.train_cli``, e.g. under
-torchrun).
+"""``curate train``, ``curate sample`` and ``curate export`` (also ``python -m models.train_cli``,
+e.g. under torchrun).
 
 Heavy imports (torch, diffusers, transformers) happen inside the commands, so ``--help`` is fast.
 """
@@ -45,12 +45,12 @@ def train_command(config_path: Path, data: str, out_dir: Path, resume: bool,
 
 
 @click.command("sample")
-@click.argument("checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
 @click.option("-p", "--prompt", "prompts", multiple=True, required=True,
               help="One per shot, in order (repeat for more shots).")
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(path_type=Path),
               help="mp4 to write.")
-@click.option("--frames", type=click.IntRange(min=1), help="Default: the config's data.max_frames.")
+@click.option("--frames", type=click.IntRange(min=1), help="Default: the last stage's max_frames.")
 @click.option("--steps", default=30, show_default=True, type=click.IntRange(min=1))
 @click.option("--guidance", default=5.0, show_default=True, help="1 turns guidance off.")
 @click.option("--shift", type=float, help="Timestep shift (default: the config's flow.shift).")
@@ -60,7 +60,8 @@ def train_command(config_path: Path, data: str, out_dir: Path, resume: bool,
 def sample_command(checkpoint: Path, prompts: tuple[str, ...], out_path: Path,
                    frames: int | None, steps: int, guidance: float, shift: float | None,
                    seed: int, ema: bool, overrides: tuple[str, ...]) -> None:
-    """Generate a video from per-shot prompts with CHECKPOINT and write it to --out."""
+    """Generate a video from per-shot prompts with CHECKPOINT (a .pt file, or the step folder of
+    an FSDP run) and write it to --out."""
     import torch
 
     from models.encoders import Encoders
@@ -75,11 +76,32 @@ def sample_command(checkpoint: Path, prompts: tuple[str, ...], out_path: Path,
         click.echo(f"curate sample: error: {err}", err=True)
         sys.exit(2)
     enc = Encoders(cfg.encoders, device)
-    video = generate(model, enc, list(prompts), frames or cfg.data.max_frames, cfg.data.height,
-                     cfg.data.width, steps, guidance,
-                     cfg.flow.shift if shift is None else shift, seed)
-    write_mp4(video, out_path, cfg.data.fps)
+    data = cfg.stage_at(cfg.train.steps - 1)[1]  # what the run's last steps trained on
+    video = generate(model, enc, list(prompts), frames or data.max_frames, data.height,
+                     data.width, steps, guidance, cfg.flow.shift if shift is None else shift, seed)
+    write_mp4(video, out_path, data.fps)
     click.echo(f"wrote {out_path}: {video.shape[1]} frames {video.shape[3]}x{video.shape[2]}")
+
+
+@click.command("export")
+@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--ema/--no-ema", default=True, show_default=True, help="Use EMA weights if saved.")
+def export_command(checkpoint: Path, out_dir: Path, ema: bool) -> None:
+    """Write CHECKPOINT's model to OUT_DIR as a diffusers WanTransformer3DModel folder, with
+    MoGA's router beside it in moga_router.safetensors."""
+    import torch
+
+    from models.sampler import load_model
+    from models.wan_weights import WanWeightsError, export_diffusers
+
+    model, cfg = load_model(checkpoint, torch.device("cpu"), ema)
+    try:
+        export_diffusers(model.state_dict(), cfg.model, out_dir)
+    except WanWeightsError as err:
+        click.echo(f"curate export: error: {err}", err=True)
+        sys.exit(2)
+    click.echo(f"wrote {out_dir}: diffusers Wan transformer, MoGA router beside it")
 
 
 @click.group("moga-train")
@@ -91,6 +113,7 @@ def main() -> None:
 
 main.add_command(train_command)
 main.add_command(sample_command)
+main.add_command(export_command)
 
 if __name__ == "__main__":
     main()

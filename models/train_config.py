@@ -7,12 +7,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from common.overrides import OverrideError, apply_overrides
 from models.dit import DiTConfig
 from models.encoders import EncoderConfig
 from models.shards import DataConfig
+
+
+class ModelConfig(DiTConfig):
+    """The model's shape, and optionally the pretrained weights it starts from."""
+
+    init_from: str | None = Field(
+        None, description="Wan2.1 transformer weights to start from (diffusers folder, original "
+        "checkpoint folder or file; see models/wan_weights.py). Not used on resume.")
 
 
 class OptimConfig(BaseModel):
@@ -52,9 +60,21 @@ class RunConfig(BaseModel):
     precision: Literal["bf16", "fp32"] = Field("bf16", description="bf16 autocast on GPU only.")
     activation_checkpointing: bool = True
     sequence_parallel: int = Field(1, ge=1, description="Ulysses group size (ranks per sample).")
+    fsdp: bool = Field(False, description="Shard parameters, gradients and optimizer state over "
+                       "all ranks with FSDP2 (models/fsdp.py); checkpoints become DCP folders.")
     log_every: int = Field(1, ge=1)
     checkpoint_every: int = Field(500, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
+
+
+class StageConfig(BaseModel):
+    """One training stage: the top-level data section with this stage's keys changed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    until_step: int | None = Field(None, ge=1, description="The stage trains steps up to and "
+                                   "including this one; null for the last stage (to the end).")
+    data: DataConfig = DataConfig()
 
 
 class TrainConfig(BaseModel):
@@ -62,12 +82,47 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: DiTConfig = DiTConfig()
+    model: ModelConfig = ModelConfig()
     encoders: EncoderConfig
     data: DataConfig = DataConfig()
+    stages: list[StageConfig] = Field(
+        default_factory=list, description="Training stages in order, switched at their "
+        "until_step (e.g. the paper's 10 s, then 30 s windows); empty: one stage of data.")
     optim: OptimConfig = OptimConfig()
     flow: FlowConfig = FlowConfig()
     train: RunConfig = RunConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stages_inherit_data(cls, values: Any) -> Any:
+        """Each stage's data starts from the top-level data section."""
+        if not isinstance(values, dict) or not isinstance(values.get("stages"), list):
+            return values
+        base = values.get("data") if isinstance(values.get("data"), dict) else {}
+        stages = []
+        for stage in values["stages"]:
+            own = stage.get("data") or {} if isinstance(stage, dict) else None
+            stages.append({**stage, "data": {**base, **own}} if isinstance(own, dict) else stage)
+        return {**values, "stages": stages}
+
+    @field_validator("stages")
+    @classmethod
+    def _stages_in_order(cls, stages: list[StageConfig]) -> list[StageConfig]:
+        """Every stage but the last ends at a later step than the one before."""
+        ends = [s.until_step for s in stages[:-1]]
+        if None in ends or ends != sorted(set(ends)):
+            raise ValueError(f"until_step must be set and increasing on all but the last stage, "
+                             f"got {ends}")
+        if stages and stages[-1].until_step is not None:
+            raise ValueError("the last stage runs to train.steps: leave out its until_step")
+        return stages
+
+    def stage_at(self, step: int) -> tuple[int, DataConfig]:
+        """(index, data section) of the stage that trains the step after ``step`` steps done."""
+        for index, stage in enumerate(self.stages):
+            if stage.until_step is None or step < stage.until_step:
+                return index, stage.data
+        return 0, self.data  # no stages
 
 
 class TrainConfigError(ValueError):

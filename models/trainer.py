@@ -6,7 +6,9 @@ sequence-parallel group (``train.sequence_parallel`` consecutive ranks share a s
 with ``torchrun --nproc-per-node N -m models.train_cli ...`` or ``curate train`` for one process.
 
 Resume is exact: the checkpoint holds model, optimizer, scheduler, EMA, each data-parallel rank's
-stream position and noise generator, and the global RNG states.
+stream position and noise generator, and the global RNG states. With ``train.fsdp`` the model is
+sharded over all ranks with FSDP2 (models/fsdp.py) and checkpoints are DCP folders
+(models/dcp_checkpoint.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +37,15 @@ from models.checkpoint import (
     rng_state,
     set_rng_state,
 )
+from models.dcp_checkpoint import load_sharded_checkpoint, save_sharded_checkpoint
 from models.dit import MoGADiT, ShotText, token_slice
 from models.encoders import Encoders
-from models.shards import ClipSample, ShardStream
+from models.flops import forward_counts, step_counts
+from models.fsdp import build_sharded_model
+from models.moga import MoGAStats
+from models.shards import ClipSample, DataConfig, ShardStream
 from models.train_config import FlowConfig, TrainConfig
+from models.wan_weights import load_wan_weights
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +110,26 @@ def flow_loss(model: torch.nn.Module, core: MoGADiT, latents: torch.Tensor, text
     lo, hi = token_slice(pred.shape[1] * sp_size(sp_group), sp_group)
     target = core.patchify(noise - latents)[:, lo:hi]
     mse = F.mse_loss(pred.float(), target.float())
-    # Under sequence parallelism each rank's balance loss is its share of the sequence's; DDP
-    # averages gradients over all ranks, so the share is scaled back up (the MSE is a mean).
-    balance = (sum(s.balance_loss for s in stats) / len(stats) * sp_size(sp_group)
-               if stats else torch.zeros((), device=mse.device))
+    balance = model_balance_loss(stats, sp_group) if stats else torch.zeros((), device=mse.device)
     info = {"flow_loss": mse.detach(), "balance_loss": balance.detach(), "tokens": hi - lo,
             "balance_metric": [s.balance_metric for s in stats],
-            "group_sizes": stats[len(stats) // 2].group_sizes if stats else []}
+            "group_sizes": stats[len(stats) // 2].group_sizes if stats else [],
+            "counts": forward_counts(core, latents.shape, text.mask.shape[-1], shot_starts, stats)}
     return mse + balance, info
+
+
+def model_balance_loss(stats: list[MoGAStats], sp_group: ProcessGroup | None = None
+                       ) -> torch.Tensor:
+    """MoGA's balancing loss of the model: the mean, not the sum, of its layers' losses.
+
+    Each layer's loss already carries alpha (``alpha * M * sum_i F_i P_i``, paper eqs. 6-8) and
+    the paper adds one such term to the diffusion loss, so alpha weighs one layer's loss: the
+    mean keeps the term's size (alpha at equal groups) whatever the depth, where a sum would
+    scale alpha by the number of layers (30 for Wan2.1-1.3B). Under sequence parallelism each
+    rank's loss is its share of the sequence's; DDP averages gradients over all ranks, so the
+    share is scaled back up (the MSE is a mean).
+    """
+    return sum(s.balance_loss for s in stats) / len(stats) * sp_size(sp_group)
 
 
 def sp_size(group: ProcessGroup | None) -> int:
@@ -141,7 +161,7 @@ class Run:
     ranks: Ranks
     enc: Encoders
     core: MoGADiT
-    model: torch.nn.Module  # core, or core wrapped in DDP
+    model: torch.nn.Module  # core (sharded in place with train.fsdp), or core wrapped in DDP
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LambdaLR
     ema: EMA | None
@@ -150,6 +170,7 @@ class Run:
     step: int = 0
     position: int = 0  # next item of this data rank's shard stream
     skipped: int = 0
+    truncated: int = 0  # captions cut to text_len by all data ranks since this process began
 
 
 def build_run(cfg: TrainConfig, out_dir: Path, resume: bool) -> Run:
@@ -158,7 +179,13 @@ def build_run(cfg: TrainConfig, out_dir: Path, resume: bool) -> Run:
     enc = Encoders(cfg.encoders, ranks.device)
     check_shapes(cfg, enc)
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
-    core = MoGADiT(cfg.model).to(ranks.device)
+    found = latest_checkpoint(out_dir / "checkpoints") if resume else None
+    if cfg.train.fsdp:
+        core = build_sharded_model(cfg, ranks.device, initialize=not found)
+    else:
+        core = MoGADiT(cfg.model).to(ranks.device)
+        if cfg.model.init_from and not found:  # a checkpoint holds the fine-tuned weights
+            load_wan_weights(core, Path(cfg.model.init_from))
     core.activation_checkpointing = cfg.train.activation_checkpointing
     o = cfg.optim
     opt = torch.optim.AdamW(core.parameters(), lr=o.lr, betas=o.betas,
@@ -168,10 +195,9 @@ def build_run(cfg: TrainConfig, out_dir: Path, resume: bool) -> Run:
     generator = torch.Generator().manual_seed(cfg.train.seed * 100_003 + ranks.dp_rank)
     ema = EMA(core, o.ema_decay) if o.ema_decay else None
     run = Run(cfg, ranks, enc, core, core, opt, sched, ema, generator, out_dir)
-    found = latest_checkpoint(out_dir / "checkpoints") if resume else None
     if found:
         load_checkpoint(run, found)
-    if ranks.world > 1:
+    if ranks.world > 1 and not cfg.train.fsdp:
         device_ids = [ranks.device.index] if ranks.device.type == "cuda" else None
         run.model = torch.nn.parallel.DistributedDataParallel(core, device_ids=device_ids)
     return run
@@ -185,13 +211,19 @@ def check_shapes(cfg: TrainConfig, enc: Encoders) -> None:
         raise ValueError(f"model.text_dim {cfg.model.text_dim} != text encoder d_model "
                          f"{enc.text.dim}")
     multiple = enc.vae.spatial_stride * cfg.model.patch_size[1]
-    for key in ("height", "width"):
-        if getattr(cfg.data, key) % multiple:
-            raise ValueError(f"data.{key} {getattr(cfg.data, key)} is not a multiple of {multiple}")
+    sections = {"data": cfg.data, **{f"stages.{i}.data": s.data for i, s in enumerate(cfg.stages)}}
+    for name, data in sections.items():
+        for key in ("height", "width"):
+            if getattr(data, key) % multiple:
+                raise ValueError(f"{name}.{key} {getattr(data, key)} is not a multiple of "
+                                 f"{multiple}")
 
 
 def save_checkpoint(run: Run) -> None:
     """Rank 0 writes the state of all ranks (each data rank's stream position and generator)."""
+    if run.cfg.train.fsdp:  # each rank writes its shards
+        save_sharded_checkpoint(run)
+        return
     mine = (run.position, run.generator.get_state(), run.skipped)
     if run.ranks.world > 1:
         everyone: list[Any] = [None] * run.ranks.world
@@ -218,6 +250,9 @@ def save_checkpoint(run: Run) -> None:
 
 def load_checkpoint(run: Run, path: Path) -> None:
     """Restore ``run`` from ``path``; the number of data-parallel ranks must match."""
+    if run.cfg.train.fsdp or path.is_dir():  # raises unless both are sharded
+        load_sharded_checkpoint(run, path)
+        return
     state = torch.load(path, map_location="cpu", weights_only=False)
     if len(state["positions"]) != run.ranks.dp_size:
         raise ValueError(f"{path} was written by {len(state['positions'])} data-parallel ranks, "
@@ -260,14 +295,16 @@ def train_step(run: Run, samples: Any) -> dict[str, Any]:
         kept = ["" if d else c for c, d in zip(sample.captions, drop, strict=True)]
         text = run.enc.captions(kept)
         # DDP all-reduces gradients in backward; only the last micro-batch of a step needs that.
+        # FSDP reduce-scatters every micro-batch into the sharded gradients (models/fsdp.py).
         last = micro == cfg.train.grad_accum - 1
-        sync = run.model.no_sync() if ranks.world > 1 and not last else nullcontext()
+        ddp = ranks.world > 1 and not cfg.train.fsdp
+        sync = run.model.no_sync() if ddp and not last else nullcontext()
         with sync:
             with autocast:
                 loss, info = flow_loss(run.model, run.core, latents, text, sample.shot_starts,
                                        cfg.flow, run.generator, ranks.sp_group)
             (loss / cfg.train.grad_accum).backward()
-        infos.append(info)
+        infos.append({**info, "truncated": run.enc.truncated(kept)})
     clip = cfg.optim.grad_clip if cfg.optim.grad_clip else math.inf
     grad_norm = torch.nn.utils.clip_grad_norm_(run.core.parameters(), clip)
     run.opt.step()
@@ -281,41 +318,58 @@ def train_step(run: Run, samples: Any) -> dict[str, Any]:
 
 def step_record(run: Run, infos: list[dict[str, Any]], grad_norm: torch.Tensor,
                 seconds: float) -> dict[str, Any]:
-    """Losses averaged over micro-batches and ranks, MoGA balance, throughput."""
-    losses = torch.stack([torch.stack([i["flow_loss"], i["balance_loss"]]) for i in infos])
-    losses = losses.float().mean(0)
+    """Losses averaged over micro-batches and ranks, MoGA balance, throughput, and the captions
+    truncated in this step by all data ranks (also added to ``run.truncated``)."""
+    losses = torch.stack([torch.stack([i["flow_loss"].float(), i["balance_loss"].float(),
+                                       i["flow_loss"].new_tensor(float(i["truncated"]))])
+                          for i in infos]).mean(0)
     if run.ranks.world > 1:
         dist.all_reduce(losses)
         losses /= run.ranks.world
+    # Ranks of one sequence-parallel group encode the same captions: count them once.
+    truncated = round(float(losses[2]) * len(infos) * run.ranks.dp_size)
+    run.truncated += truncated
     metrics = [m for i in infos for m in i["balance_metric"]]
     tokens = sum(i["tokens"] for i in infos) * run.ranks.world
+    counts = step_counts([i["counts"] for i in infos], run.ranks.device,
+                         run.cfg.train.sequence_parallel)
     if run.ranks.device.type == "cuda":
         torch.cuda.synchronize()
     return {
-        "step": run.step, "loss": float(losses.sum()), "flow_loss": float(losses[0]),
+        "step": run.step, "loss": float(losses[:2].sum()), "flow_loss": float(losses[0]),
         "balance_loss": float(losses[1]),
         "balance_metric": sum(metrics) / len(metrics) if metrics else None,
         "balance_metric_max": max(metrics) if metrics else None,
         "group_sizes": infos[-1]["group_sizes"], "grad_norm": float(grad_norm),
         "lr": run.sched.get_last_lr()[0], "seconds": seconds, "tokens_per_s": tokens / seconds,
-        "position": run.position, "skipped": run.skipped,
+        "position": run.position, "skipped": run.skipped, "captions_truncated": truncated,
+        "captions_truncated_total": run.truncated, "attn_pairs": counts.pairs,
+        "flops": counts.flops,
     }
+
+
+def open_samples(run: Run, data: str, section: DataConfig) -> Iterator[ClipSample]:
+    """This data rank's samples from stream position ``run.position`` on, as ``section`` says."""
+    stream = ShardStream(data, section, run.enc.vae.temporal_stride, run.cfg.train.seed,
+                         start=run.position, rank=run.ranks.dp_rank,
+                         world_size=run.ranks.dp_size, is_cached=run.enc.latent_probe())
+    return iter(torch.utils.data.DataLoader(stream, batch_size=None,
+                                            num_workers=section.num_workers))
 
 
 def train(cfg: TrainConfig, data: str, out_dir: Path, resume: bool = True) -> list[dict[str, Any]]:
     """Train to ``cfg.train.steps``; returns this process's step records (also in the log)."""
     run = build_run(cfg, out_dir, resume)
-    stream = ShardStream(data, cfg.data, run.enc.vae.temporal_stride, cfg.train.seed,
-                         start=run.position, rank=run.ranks.dp_rank,
-                         world_size=run.ranks.dp_size, is_cached=run.enc.latent_probe())
-    loader = torch.utils.data.DataLoader(stream, batch_size=None,
-                                         num_workers=cfg.data.num_workers)
-    samples = iter(loader)
     out_dir.mkdir(parents=True, exist_ok=True)
-    records = []
+    records, stage, samples = [], None, iter(())
     with open(out_dir / "train_log.jsonl", "a") as log_file:
         while run.step < cfg.train.steps:
-            record = train_step(run, samples)
+            index, section = cfg.stage_at(run.step)
+            if index != stage:  # the first step, or the step that starts the next stage
+                stage, samples = index, open_samples(run, data, section)
+                log.info("stage %d from step %d: %d-frame windows", stage, run.step + 1,
+                         section.max_frames)
+            record = {**train_step(run, samples), "stage": stage}
             records.append(record)
             if run.ranks.rank == 0 and run.step % cfg.train.log_every == 0:
                 log_file.write(json.dumps(record) + "\n")

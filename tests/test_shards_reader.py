@@ -6,6 +6,7 @@ tests use it too.
 
 from __future__ import annotations
 
+import random
 from itertools import islice
 from pathlib import Path
 
@@ -18,11 +19,15 @@ from models.shards import (
     DataConfig,
     ShardStream,
     cover_size,
+    decode_clip,
+    iter_tar,
     latent_shots,
     list_shards,
     resample_indices,
     shot_captions,
+    window_start,
 )
+from models.train_config import TrainConfigError, parse_train_config
 from tests import media
 
 # Three shots of 16, 12 and 20 frames at 24 fps (48 frames). At 12 fps and 17 frames the
@@ -33,6 +38,11 @@ SHOT_FRAMES = [16, 12, 20]
 LATENT_STARTS = [0, 3, 4]
 TINY_DATA = DataConfig(height=64, width=64, fps=12, max_frames=17, min_frames=17,
                        shuffle_buffer=2)
+# 9-frame windows of the same 24 frames at 12 fps: the shots start at frames 0, 8 and 14 (source
+# frames 0, 16, 28), and all three leave a full window (start <= 24 - 9). Window frames 0, 1-4,
+# 5-8 make the latent frames; e.g. from frame 8 they are shots 1, 1 and (by majority) 2.
+WINDOW_DATA = DataConfig(**{**TINY_DATA.model_dump(), "max_frames": 9, "min_frames": 9})
+WINDOW_SHOTS = {0: ([0], [0]), 8: ([0, 2], [1, 2]), 14: ([0], [2])}  # start: (starts, shots)
 
 
 def clip_metadata(sample_id: str, shots: list[int], captions: list[str | None],
@@ -168,3 +178,66 @@ def test_unusable_samples_are_reported_not_dropped(curated: tuple[Path, list[dic
     samples = list(islice(ShardStream(str(out / "clips"), long, 4, 0), 5))
     assert [s.position for s in samples] == list(range(5))
     assert all(s.error and s.error.startswith("too short") and s.frames is None for s in samples)
+
+
+@pytest.mark.parametrize("key", ["max_frames", "min_frames"])
+def test_frame_counts_must_be_4k_plus_1(key: str) -> None:
+    with pytest.raises(TrainConfigError) as err:
+        parse_train_config({"encoders": {"vae_path": "v", "text_encoder_path": "t"},
+                            "data": {"max_frames": 157, "min_frames": 81, key: 160}})
+    assert f"data.{key}: Value error, {key} 160 is not 4k+1" in str(err.value)
+    assert "nearest valid: 157 or 161" in str(err.value)
+    with pytest.raises(ValueError, match="min_frames 161 > max_frames 157"):
+        DataConfig(max_frames=157, min_frames=161)
+    assert DataConfig(max_frames=477, min_frames=157).max_frames == 477
+
+
+def test_window_start_prefers_shot_starts_that_leave_a_full_window() -> None:
+    rng = random.Random(0)
+    assert {window_start([0, 8, 14, 30], 15, rng) for _ in range(50)} == {0, 8, 14}
+    assert {window_start([20, 30], 3, rng) for _ in range(50)} == {0, 1, 2, 3}  # none fits
+    assert window_start([0, 8], 0, rng) == 0
+
+
+def _windows(stream: ShardStream, n: int) -> list[tuple]:
+    return [(s.position, s.sample_id, s.window_start, s.shot_starts, s.captions, s.clip_key)
+            for s in islice(stream, n)]
+
+
+def test_windows_move_and_carry_their_shots_and_captions(
+        curated: tuple[Path, list[dict]]) -> None:
+    out, metas = curated
+    no_decode = lambda key: True  # noqa: E731 - pretend every latent is cached
+    windows = _windows(ShardStream(str(out / "clips"), WINDOW_DATA, 4, 0, is_cached=no_decode), 30)
+    assert {w[2] for w in windows} == set(WINDOW_SHOTS)  # starts differ across items
+    for _, sample_id, start, shot_starts, captions, clip_key in windows:
+        starts, shots = WINDOW_SHOTS[start]
+        assert shot_starts == starts and clip_key.endswith(f"|9f@{start}")
+        assert captions == [f"shot {j} of clip {int(sample_id[1:])}" for j in shots]
+    # The same windows after a resume at position 11, and with decode workers.
+    resumed = ShardStream(str(out / "clips"), WINDOW_DATA, 4, 0, start=11, is_cached=no_decode)
+    assert _windows(resumed, 19) == windows[11:]
+    loader = torch.utils.data.DataLoader(
+        ShardStream(str(out / "clips"), WINDOW_DATA, 4, 0, is_cached=no_decode),
+        batch_size=None, num_workers=2)
+    assert _windows(loader, 30) == windows
+    # Another seed draws other windows.
+    other = _windows(ShardStream(str(out / "clips"), WINDOW_DATA, 4, 1, is_cached=no_decode), 30)
+    assert [w[2] for w in other] != [w[2] for w in windows]
+
+
+def test_decoded_window_is_those_frames_of_the_sample(curated: tuple[Path, list[dict]]) -> None:
+    out, metas = curated
+    items = {item["__key__"]: item for item in iter_tar(str(out / "clips" / "clips-000000.tar"))}
+    stream = ShardStream(str(out / "clips"), WINDOW_DATA, 4, 0)
+    checked = set()
+    for sample in islice(stream, 30):
+        if sample.sample_id not in items or sample.window_start in checked:
+            continue
+        checked.add(sample.window_start)
+        meta = metas[int(sample.sample_id[1:])]
+        whole = resample_indices(meta["num_frames"], meta["fps"], 12.0, 24, 1)
+        every = decode_clip(items[sample.sample_id]["mp4"], meta, WINDOW_DATA, whole)
+        start = sample.window_start
+        assert torch.equal(sample.frames, every[:, start:start + 9])
+    assert len(checked) >= 2

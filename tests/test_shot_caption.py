@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from media.readers import open_reader
+from models.encoders import EncoderConfig
 from stages.shot_caption.captioner import CaptionPreflightError, describe_model, preflight
 from stages.shot_caption.config import ShotCaptionConfig
 from stages.shot_caption.stage import (
@@ -85,7 +87,7 @@ def test_tiny_model_captions_each_shot_in_a_sample_and_each_sample(
     for row in captioned:
         assert isinstance(row["caption"], str)
         assert row["caption_model"] == str(tiny_qwen)
-        assert row["caption_prompt_version"] == "v1"
+        assert row["caption_prompt_version"] == "v2"
     texts = [row["caption"] for row in captioned]
     assert all(texts) and len(set(texts)) > 1  # different frames, different (gibberish) text
     assert [s["shot_captions"] for s in result["samples"]] == [texts[:2], texts[2:3]]
@@ -266,3 +268,15 @@ def test_preflight_rejects_a_text_only_model(tmp_path: Path) -> None:
     text_only.save_pretrained(tmp_path)
     with pytest.raises(CaptionPreflightError, match="not an image-text-to-text model"):
         preflight(ShotCaptionConfig(model=str(tmp_path)))
+
+
+def test_default_prompts_ask_for_captions_that_fit_the_trainers_text_len() -> None:
+    """The trainer embeds a shot caption in encoders.text_len tokens (EOS included) and counts
+    the captions it cuts; the default prompts ask for short captions and cap their length."""
+    config = ShotCaptionConfig()
+    wan = yaml.safe_load((Path(__file__).parents[1] / "configs" / "train-wan1.3b.yaml").read_text())
+    text_len = wan["encoders"]["text_len"]
+    assert text_len == EncoderConfig.model_fields["text_len"].default == 128
+    assert "at most 60 words" in config.prompt and "at most 70 words" in config.global_prompt
+    assert config.max_new_tokens < text_len and config.global_max_new_tokens < text_len
+    assert config.prompt_version == "v2"

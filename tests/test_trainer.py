@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -10,24 +11,30 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from models.dit import MoGADiT
+from models.dit import MoGADiT, ShotText
 from models.encoders import Encoders
+from models.moga import MoGAStats
 from models.train_cli import sample_command, train_command
 from models.train_config import TrainConfig, load_train_config
-from models.trainer import flow_loss, train
+from models.trainer import flow_loss, model_balance_loss, train
 from tests.test_shards_reader import LATENT_STARTS, write_clip_shards
 from tests.tiny_encoders import build_tiny_encoders
 
 TINY_YAML = Path(__file__).parents[1] / "configs" / "train-tiny.yaml"
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    """Curated output folder and the --set overrides pointing at the tiny encoders."""
-    root = tmp_path_factory.mktemp("train")
+def curated_for_training(root: Path) -> tuple[Path, list[str]]:
+    """A small curated output folder under ``root`` and the --set overrides pointing at tiny
+    encoders built there."""
     vae, text = build_tiny_encoders(root / "encoders")
     write_clip_shards(root / "out", samples_per_shard=2, count=4)
     return root / "out", [f"encoders.vae_path={vae}", f"encoders.text_encoder_path={text}"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """Curated output folder and the --set overrides pointing at the tiny encoders."""
+    return curated_for_training(tmp_path_factory.mktemp("train"))
 
 
 def _config(overrides: list[str], *more: str) -> TrainConfig:
@@ -118,3 +125,74 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "optim.learning_rate: Extra inputs" in result.output
     assert "train.steps: Input should be greater than or equal to 1" in result.output
+
+
+STAGES = "stages=[{until_step: 2, data: {max_frames: 9, min_frames: 9}}, {}]"
+
+
+def test_stages_switch_windows_at_their_step_and_resume_past_it(
+        setup: tuple[Path, list[str]], tmp_path: Path) -> None:
+    out, enc = setup
+    full = train(_config(enc, STAGES, "train.steps=4"), str(out / "clips"), tmp_path / "a")
+    assert [r["stage"] for r in full] == [0, 0, 1, 1]
+    # 9 frames: 3 latent frames of 4x4 tokens; stage 1 keeps the top-level 17 frames: 5.
+    assert [sum(r["group_sizes"]) for r in full] == [48, 48, 80, 80]
+    logged = [json.loads(line) for line in (tmp_path / "a" / "train_log.jsonl").open()]
+    assert [r["stage"] for r in logged] == [0, 0, 1, 1]
+    train(_config(enc, STAGES, "train.steps=3"), str(out / "clips"), tmp_path / "b")
+    resumed = train(_config(enc, STAGES, "train.steps=4"), str(out / "clips"), tmp_path / "b")
+    assert [(r["step"], r["stage"]) for r in resumed] == [(4, 1)]
+    assert [(r["loss"], r["position"]) for r in resumed] == [(full[3]["loss"], full[3]["position"])]
+
+
+def test_captions_cut_to_text_len_are_counted(setup: tuple[Path, list[str]],
+                                              tmp_path: Path) -> None:
+    out, enc = setup
+    cfg = _config(enc, "encoders.text_len=12")
+    # "shot 0 of clip 1" is 14 tokens with EOS in the tiny tokenizer, "clip 3" 7, "" 1.
+    assert Encoders(cfg.encoders, torch.device("cpu")).truncated(
+        ["shot 0 of clip 1", "clip 3", ""]) == 1
+    records = train(_config(enc, "encoders.text_len=12", "flow.caption_dropout=0",
+                            "train.steps=2"), str(out / "clips"), tmp_path / "run")
+    assert [r["captions_truncated"] for r in records] == [3, 3]  # three shots, all 14 tokens
+    assert [r["captions_truncated_total"] for r in records] == [3, 6]
+    records = train(_config(enc, "train.steps=1"), str(out / "clips"), tmp_path / "fits")
+    assert records[0]["captions_truncated"] == 0
+
+
+def _identity_blocks(model: MoGADiT) -> MoGADiT:
+    """Make every block block 0 and pass its input through: all routers see the same hidden
+    states and route them alike."""
+    with torch.no_grad():
+        model.time_proj[1].weight.zero_()
+        model.time_proj[1].bias.zero_()
+        first = model.blocks[0]
+        first.modulation[:, [2, 5]] = 0  # the attention and MLP gates
+        first.cross_attn.out.weight.zero_()
+        first.cross_attn.out.bias.zero_()
+        for block in model.blocks[1:]:
+            block.load_state_dict(first.state_dict())
+    return model
+
+
+def test_balance_loss_is_the_mean_over_layers_so_alpha_weighs_one_layer(
+        setup: tuple[Path, list[str]]) -> None:
+    _, enc = setup
+    cfg = _config(enc)
+    stats = [MoGAStats(torch.tensor(v), 1.0, [8, 8]) for v in (0.10, 0.12, 0.14)]
+    assert float(model_balance_loss(stats)) == pytest.approx(0.12)
+    assert float(model_balance_loss(stats * 2)) == pytest.approx(0.12)
+    latents = torch.randn(1, 4, 5, 8, 8, generator=torch.Generator().manual_seed(0))
+    text = ShotText(torch.randn(1, 3, 4, 32), torch.ones(1, 3, 4, dtype=torch.bool))
+    found = {}
+    for layers in (2, 4):
+        torch.manual_seed(0)
+        model = _identity_blocks(MoGADiT(cfg.model.model_copy(update={"num_layers": layers})))
+        _, stats = model(latents, torch.tensor([500.0]), text, LATENT_STARTS)
+        assert all(torch.equal(s.balance_loss, stats[0].balance_loss) for s in stats)
+        _, info = flow_loss(model, model, latents, text, LATENT_STARTS, cfg.flow,
+                            torch.Generator().manual_seed(1))
+        found[layers] = (float(info["balance_loss"]), float(model_balance_loss(stats).detach()),
+                         float(stats[0].balance_loss.detach()))
+    assert found[2] == pytest.approx(found[4])  # twice the layers, the same total
+    assert found[2][1] == pytest.approx(found[2][2])  # = one layer's alpha * M * sum F_i P_i

@@ -8,13 +8,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stages.resources import Resources
 
+# The trainer embeds each shot's caption (the sample's caption where a shot has none) in
+# ``encoders.text_len`` UMT5 tokens, EOS included: 128 in configs/train-wan1.3b.yaml, and it
+# counts the captions it cuts. English runs about 1.3 tokens a word, so the prompts ask for 60
+# and 70 words, and max_new_tokens stops a caption that ignores that near 128 tokens.
 SHOT_PROMPT = (
-    "Describe this video shot in detail in one paragraph: the main subjects and what they do, "
-    "the setting, the lighting and colours, and how the camera moves."
+    "Describe this video shot in one to three sentences and at most 60 words: the main "
+    "subjects and what they do, the setting, and how the camera moves. Give only the description."
 )
 SAMPLE_PROMPT = (
     "These frames are sampled in order from one video made of several shots. Describe the whole "
-    "video in one paragraph: the setting, the main subjects, and what happens from shot to shot."
+    "video in at most 70 words: the setting, the main subjects, and what happens from shot to "
+    "shot. Give only the description."
 )
 
 
@@ -32,7 +37,7 @@ class ShotCaptionConfig(BaseModel):
         SAMPLE_PROMPT, description="Instruction given with frames from across a whole sample."
     )
     prompt_version: str = Field(
-        "v1", description="Recorded with every caption; change it whenever a prompt changes."
+        "v2", description="Recorded with every caption; change it whenever a prompt changes."
     )
     frames_per_shot: int = Field(8, ge=1, description="Frames spread over each shot's span.")
     frames_per_sample: int = Field(16, ge=1, description="Frames spread over a whole sample.")
@@ -45,8 +50,8 @@ class ShotCaptionConfig(BaseModel):
         "auto", description="Give a clip's frames as one video (Qwen merges frame pairs) or as "
         "separate images; auto uses video when the processor has a video processor."
     )
-    max_new_tokens: int = Field(256, ge=1, description="Longest shot caption, in tokens.")
-    global_max_new_tokens: int = Field(512, ge=1, description="Longest sample caption, in tokens.")
+    max_new_tokens: int = Field(100, ge=1, description="Longest shot caption, in tokens.")
+    global_max_new_tokens: int = Field(120, ge=1, description="Longest sample caption, in tokens.")
     repetition_penalty: float = Field(
         1.05, ge=1.0, description="Greedy decoding's penalty on repeated tokens (1 = none)."
     )
