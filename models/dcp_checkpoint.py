@@ -82,7 +82,8 @@ def save_sharded_checkpoint(run: Run) -> None:
                  "scheduler": run.sched.state_dict(), "ema": run.ema is not None,
                  "positions": [e["position"] for e in per_dp],
                  "generators": [e["generator"] for e in per_dp],
-                 "skipped": [e["skipped"] for e in per_dp], "rng": [e["rng"] for e in everyone]}
+                 "skipped": [e["skipped"] for e in per_dp], "rng": [e["rng"] for e in everyone],
+                 "truncated": run.truncated}
         atomic_torch_save(state, tmp / TRAINER_STATE)
         _publish(tmp, final)
         prune_checkpoints(folder, run.cfg.train.keep_checkpoints)
@@ -121,6 +122,7 @@ def load_sharded_checkpoint(run: Run, path: Path) -> None:
     run.step = extra["step"]
     run.position = extra["positions"][run.ranks.dp_rank]
     run.skipped = extra["skipped"][run.ranks.dp_rank]
+    run.truncated = extra["truncated"]
     run.generator.set_state(extra["generators"][run.ranks.dp_rank])
     set_rng_state(extra["rng"][run.ranks.rank])
     log.info("resumed from %s at step %d", path, run.step)

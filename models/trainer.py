@@ -240,6 +240,7 @@ def save_checkpoint(run: Run) -> None:
             "ema": run.ema.shadow if run.ema else None,
             "positions": [p for p, _, _ in per_dp], "generators": [g for _, g, _ in per_dp],
             "skipped": [s for _, _, s in per_dp], "rng": rng_state(),
+            "truncated": run.truncated,
         }
         folder = run.out_dir / "checkpoints"
         atomic_torch_save(state, checkpoint_path(folder, run.step))
@@ -265,6 +266,7 @@ def load_checkpoint(run: Run, path: Path) -> None:
     run.step = state["step"]
     run.position = state["positions"][run.ranks.dp_rank]
     run.skipped = state["skipped"][run.ranks.dp_rank]
+    run.truncated = state.get("truncated", 0)  # checkpoints before it was kept: 0
     run.generator.set_state(state["generators"][run.ranks.dp_rank])
     set_rng_state(state["rng"])
     log.info("resumed from %s at step %d", path, run.step)

@@ -156,6 +156,9 @@ def test_captions_cut_to_text_len_are_counted(setup: tuple[Path, list[str]],
                             "train.steps=2"), str(out / "clips"), tmp_path / "run")
     assert [r["captions_truncated"] for r in records] == [3, 3]  # three shots, all 14 tokens
     assert [r["captions_truncated_total"] for r in records] == [3, 6]
+    resumed = train(_config(enc, "encoders.text_len=12", "flow.caption_dropout=0",
+                            "train.steps=3"), str(out / "clips"), tmp_path / "run")
+    assert [r["captions_truncated_total"] for r in resumed] == [9]  # the total survives resume
     records = train(_config(enc, "train.steps=1"), str(out / "clips"), tmp_path / "fits")
     assert records[0]["captions_truncated"] == 0
 
