@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import stat
 import subprocess
@@ -86,7 +87,9 @@ def bad_inputs(tmp_path: Path, generated: dict[str, Path]) -> dict[str, tuple[Pa
     add("zero.mp4", "failed", "empty_file").write_bytes(b"")
     data = generated["cuts"].read_bytes()  # ffmpeg puts moov at the end: cut it off
     add("no moov.mp4", "failed", "unreadable_container").write_bytes(data[: len(data) // 3])
-    add("random.mp4", "failed", "unreadable_container").write_bytes(os.urandom(50_000))
+    # fixed bytes: 1 in 30 draws of os.urandom here was a stream ffprobe could read
+    add("random.mp4", "failed", "unreadable_container").write_bytes(
+        random.Random(1).randbytes(50_000))
     media.make_audio_only(add("audio.mp4", "rejected", "no_video_stream"))
     media.make_image(add("image.mp4", "rejected", "still_image"))
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(generated["cuts"]), "-frames:v", "1",
