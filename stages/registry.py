@@ -32,6 +32,8 @@ from stages.shot_score.aesthetic import preflight as aesthetic_preflight
 from stages.shot_score.config import ShotScoreConfig
 from stages.shot_score.stage import ShotScoreStage
 from stages.shot_split.config import ShotSplitConfig
+from stages.shot_split.learned import model_name
+from stages.shot_split.models import check_installed
 from stages.shot_split.stage import ShotSplitStage
 from stages.video_filter import VideoFilterConfig, VideoFilterStage
 from stages.video_score import VideoScoreConfig, VideoScoreStage
@@ -74,6 +76,11 @@ def _check_aesthetic(config: ShotScoreConfig) -> None:
         aesthetic_preflight(config.aesthetic)
 
 
+def _check_shot_detector(config: ShotSplitConfig) -> None:
+    if config.detector != "content":
+        check_installed(model_name(config))
+
+
 def _check_captioner(config: ShotCaptionConfig) -> None:
     if config.model is not None:
         caption_preflight(config)
@@ -88,7 +95,7 @@ REGISTRY: tuple[StageEntry, ...] = (
                make=lambda config, _: VideoFilterStage(config, "scores"),
                early=lambda config, _: VideoFilterStage(config, "metadata"),
                early_before="video_score"),
-    StageEntry(ShotSplitStage, ShotSplitConfig),
+    StageEntry(ShotSplitStage, ShotSplitConfig, preflight=_check_shot_detector),
     StageEntry(ShotScoreStage, ShotScoreConfig,
                actors=lambda config: config.aesthetic.clip_model is not None,
                preflight=_check_aesthetic),

@@ -110,6 +110,16 @@ def make_dissolve_then_cuts(
     return (frames[0] - blend, frames[0]), [second + sum(frames[2:i]) for i in range(2, n)]
 
 
+def make_flash(path: Path, flash: range, frames: int = 120, w: int = 320, h: int = 180,
+               fps: int = 24) -> None:
+    """One moving shot whose frames ``flash`` are blown out to near white (a photographer's
+    flash, a lightning strike): no boundary anywhere."""
+    source = _source(MOVING_SOURCES[0], w, h, fps)
+    blown = f"eq=brightness=0.7:contrast=0.3:enable='between(n,{flash.start},{flash.stop - 1})'"
+    _ffmpeg(["-f", "lavfi", "-i", f"{source},trim=end_frame={frames},{blown},format=yuv420p",
+             *_encode(path, fps)])
+
+
 def misleading_grid(grid: FrameGrid) -> FrameGrid:
     """Timestamps that mislead a seek: half of ``grid``'s frames, the keyframes renumbered to
     match, so decoded frames turn up where this grid has no frame."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from stages.resources import SPEED_ONLY, Resources
@@ -37,11 +39,41 @@ class SignalConfig(BaseModel):
     bright_luma: int = Field(240, ge=0, le=255, description="Pixels above count as overexposed.")
 
 
+class LearnedConfig(BaseModel):
+    """The learned model behind the ``transnetv2``, ``autoshot`` and ``fused`` detectors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Literal["transnetv2", "autoshot"] = Field(
+        "transnetv2", description="The network the fused detector consults.")
+    threshold: float | None = Field(
+        None, gt=0, lt=1, description="Boundary probability; null: the model's published one "
+        "(TransNetV2 0.5, AutoShot 0.296).")
+    confirm: float = Field(
+        0.05, gt=0, lt=1, description="Fused: a content cut stands when the model gives the "
+        "frames at it at least this probability.")
+    spike_ratio: float = Field(
+        2.0, ge=1, description="Fused: the model looks at a frame whose colour change is this "
+        "many times the median of the second before it (and at every content cut and every run "
+        "of changing frames).")
+    device: str = Field("auto", description="auto: the GPU when the worker has one, else CPU.")
+    bf16: bool = Field(
+        True, description="Compute in bfloat16 where the device does so natively (probabilities "
+        "move by about 0.01).")
+    batch_windows: int = Field(
+        8, ge=1, description="Windows run together (pays on a GPU).", json_schema_extra=SPEED_ONLY)
+
+
 class ShotSplitConfig(BaseModel):
     """Settings of the shot split stage."""
 
     model_config = ConfigDict(extra="forbid")
 
+    detector: Literal["content", "transnetv2", "autoshot", "fused"] = Field(
+        "content", description="content: PySceneDetect's ContentDetector scores and the gradual "
+        "detector; transnetv2 / autoshot: the learned model on every frame; fused: content and "
+        "gradual detectors, their cuts confirmed and their misses found by the learned model "
+        "where they saw change (stages/shot_split/fusion.py).")
     analysis_width: int = Field(256, ge=32, description="Width frames are decoded at.")
     cut_threshold: float = Field(27.0, gt=0, description="ContentDetector threshold.")
     min_shot_s: float = Field(0.5, ge=0, description="Shortest shot, in seconds.")
@@ -63,6 +95,7 @@ class ShotSplitConfig(BaseModel):
         "video. A variable-frame-rate video is always one pass.",
         json_schema_extra=SPEED_ONLY)
     gradual: GradualConfig = GradualConfig()
+    learned: LearnedConfig = LearnedConfig()
     signals: SignalConfig = SignalConfig()
     resources: Resources = Resources(num_cpus=1.0)
 

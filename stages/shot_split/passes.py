@@ -14,6 +14,7 @@ and the shots from those (:mod:`stages.shot_split.stage`).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from collections.abc import Iterable
@@ -26,6 +27,8 @@ from media.seek import FrameGrid, iter_frames_from
 from media.sparse import FrameNumbering, SparseDecodeError, iter_sparse_frames, iter_window_frames
 from media.stream import analysis_bgr, iter_analysis_frames, prefetched
 from stages.frame_signals import FrameSignalRecorder
+from stages.shot_split.flashes import FlashFinder
+from stages.shot_split.learned import LearnedFeed
 from stages.shot_split.transitions import (
     ContentScore,
     GradualTransitionDetector,
@@ -59,6 +62,11 @@ class PassResult:
     times: list[float]  # seconds from frame 0
     spans: list[Span]  # gradual transitions starting in these frames
     signals: bytes  # packed FrameSignalRecorder rows of these frames
+    # the learned model's (cut, span) probabilities of these frames, NaN where not predicted;
+    # None for the content detector
+    learned: tuple[np.ndarray, np.ndarray] | None = None
+    model_frames: int = 0  # frames the learned model ran over, context included
+    flashes: list[Span] = dataclasses.field(default_factory=list)  # fused only
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,7 @@ def whole_pass(path: str, size: tuple[int, int], fps: float,
                config: ShotSplitConfig) -> PassResult:
     """Every frame of the video in one pass: the sparse pass when ``sparse_decode`` is on and
     the stream allows it, else every frame decoded."""
-    if config.sparse_decode and config.signals.stride > 1:
+    if config.sparse_decode and config.signals.stride > 1 and config.detector == "content":
         try:
             return sparse_pass(path, size, fps, config)
         except SparseDecodeError as err:
@@ -120,6 +128,8 @@ def _analyse(frames: Iterable[tuple[int, float, np.ndarray]], start: int, end: i
     content = ContentScore()
     gradual = GradualTransitionDetector(config.gradual, fps)
     signals = FrameSignalRecorder(**config.signals.model_dump())
+    learned = LearnedFeed.for_config(config, fps, start, end)
+    flashes = FlashFinder(config.cut_threshold, max(1, round(config.min_shot_s * fps)))
     scores: list[float] = []
     times: list[float] = []
     last = -1
@@ -132,12 +142,20 @@ def _analyse(frames: Iterable[tuple[int, float, np.ndarray]], start: int, end: i
         signals.push(index, bgr, luma)
         if config.gradual.enabled:
             gradual.push(index, small_luma(luma, config))
+        if learned is not None:
+            learned.push(index, bgr, score, gradual.runs)
+            flashes.push(index, content.hsv, score)
         last = index
     if not times:
         raise ValueError("no frame could be decoded")
     owned_end = start + len(times)
     spans = [s for s in gradual.finish(last + 1) if start <= s.start < owned_end]
-    return PassResult(start, np.asarray(scores), times, spans, signals.pack(start, owned_end))
+    result = PassResult(start, np.asarray(scores), times, spans, signals.pack(start, owned_end))
+    if learned is not None:
+        result.learned = learned.finish(gradual.runs)
+        result.model_frames = learned.scorer.frames_run
+        result.flashes = [f for f in flashes.flashes if start <= f.start < owned_end]
+    return result
 
 
 def sparse_pass(path: str, size: tuple[int, int], fps: float,

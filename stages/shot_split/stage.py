@@ -35,8 +35,10 @@ from media.seek import GridMismatch, grid_for_pieces
 from stages.base import ChunkedStage, ChunkFailure
 from stages.records import Column, Record, fail, reject
 from stages.shot_split.config import ShotSplitConfig
+from stages.shot_split.fusion import fused_boundaries, learned_boundaries
+from stages.shot_split.learned import model_name, threshold
 from stages.shot_split.passes import PassResult, ShotPiece, piece_pass, whole_pass
-from stages.shot_split.transitions import content_cuts, label_boundaries, tile_shots
+from stages.shot_split.transitions import Span, content_cuts, label_boundaries, tile_shots
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,10 @@ class ShotSplitStage(ChunkedStage[ShotSplitConfig]):
         Column("num_shots", pa.int32(), "shots found"),
         Column("shots", None, "the shot rows: OUT/shots"),
         Column("frame_signals", None, "packed per-frame quality signals, for the shot score"),
+        Column("shot_detector", pa.string(), "what found the boundaries: content, transnetv2, "
+               "autoshot, or fused+<model> (stages/shot_split/fusion.py)"),
+        Column("model_frames", pa.int64(), "frames the learned model ran over, context "
+               "included (0 for the content detector)"),
     )
     shot_columns: ClassVar[tuple[Column, ...]] = (
         Column("shot_index", pa.int32(), "position of the shot in its video"),
@@ -131,7 +137,14 @@ class ShotSplitStage(ChunkedStage[ShotSplitConfig]):
         record["num_shots"] = len(shots)
         record["frames_decoded"] = count
         record["frame_signals"] = signals
+        record["shot_detector"] = detector_label(self.config)
+        record["model_frames"] = sum(result.model_frames for result in results)
         return record
+
+
+def detector_label(config: ShotSplitConfig) -> str:
+    """``config.detector``, with the model the fused detector consulted."""
+    return f"fused+{model_name(config)}" if config.detector == "fused" else config.detector
 
 
 def timing_problem(times: list[float], fps: float) -> tuple[ShotSplitRule, float, str] | None:
@@ -174,9 +187,7 @@ def shots_from(results: list[PassResult], fps: float,
         count += len(result.times)
     times = [t for result in results for t in result.times]
     min_shot_frames = max(1, int(round(config.min_shot_s * fps)))
-    cuts = content_cuts(np.concatenate([r.scores for r in results]), config.cut_threshold,
-                        min_shot_frames, fps)
-    spans = [span for result in results for span in result.spans]
+    cuts, spans = boundaries_from(results, fps, min_shot_frames, config)
     boundaries = label_boundaries(sorted(set(cuts)), spans, count, min_shot_frames)
     shots = tile_shots(boundaries, count)
     times.append(times[-1] + 1.0 / fps)  # end of the last frame
@@ -184,6 +195,23 @@ def shots_from(results: list[PassResult], fps: float,
         shot["start_time"] = times[shot["start_frame"]]
         shot["end_time"] = times[shot["end_frame"]]
     return shots, count, b"".join(result.signals for result in results)
+
+
+def boundaries_from(results: list[PassResult], fps: float, min_shot_frames: int,
+                    config: ShotSplitConfig) -> tuple[list[int], list[Span]]:
+    """(cut frames, transition spans) of consecutive passes, by ``config.detector``."""
+    spans = [span for result in results for span in result.spans]
+    if config.detector != "content":
+        cut, span = (np.concatenate([r.learned[i] for r in results]) for i in (0, 1))
+        if config.detector != "fused":
+            return learned_boundaries(cut, span, threshold(config), config.gradual.min_frames)
+    cuts = content_cuts(np.concatenate([r.scores for r in results]), config.cut_threshold,
+                        min_shot_frames, fps)
+    if config.detector == "content":
+        return cuts, spans
+    flashes = [flash for result in results for flash in result.flashes]
+    return fused_boundaries(cuts, spans, flashes, cut, span, threshold(config),
+                            config.learned.confirm, config.gradual.min_frames)
 
 
 def detect_shots(

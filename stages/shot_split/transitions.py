@@ -50,6 +50,11 @@ class ContentScore:
         previous, self._previous = self._previous, hsv
         return 0.0 if previous is None else hsv_distance(previous, hsv)
 
+    @property
+    def hsv(self) -> np.ndarray | None:
+        """The last frame pushed, in HSV."""
+        return self._previous
+
 
 def content_cuts(scores: Sequence[float], threshold: float, min_scene_len: int,
                  fps: float) -> list[int]:
@@ -101,6 +106,8 @@ class GradualTransitionDetector:
         self.config = config
         self.max_frames = max(config.min_frames + 1, int(round(config.max_seconds * fps)))
         self.spans: list[Span] = []
+        # every run long enough to test whose ends differ like two shots, blend or not
+        self.runs: list[Span] = []
         self._prev: np.ndarray | None = None
         self._recent: deque[float] = deque(maxlen=max(3, int(round(fps))))  # diffs outside runs
         self._run: list[np.ndarray] = []  # [frame before the run, changing frames...]
@@ -167,6 +174,8 @@ class GradualTransitionDetector:
         self._run = []
         if len(run) - 1 < self.config.min_frames:
             return
+        if float(np.abs(run[-1] - run[0]).mean()) >= self.config.min_total_change:
+            self.runs.append(Span(start, end - 1))
         if self._is_blend(run) or self._is_fade_through_dark(run):
             # run[-1] (frame end-1) is the first frame of settled new content.
             self.spans.append(Span(start, end - 1))
