@@ -8,8 +8,9 @@
 
 ``--compare`` runs, in every round, the decode and then ``curate run`` once per variant, so all
 see the same load on a shared machine; it prints each variant's ratio of medians and its
-``shot_split`` stage seconds. Without ``--code`` the variants are the sparse analysis pass (the
-default) and ``shot_split.sparse_decode: false`` (every frame decoded). Each ``--code NAME=DIR``
+``shot_split`` stage seconds. Without ``--code`` the variants are the shot detectors named by
+``--detectors`` (default ``content,fused``; ``transnetv2`` and ``autoshot`` run the model on
+every frame, minutes on a CPU), each with the default settings otherwise. Each ``--code NAME=DIR``
 is instead a variant that runs the code checked out in DIR (``git archive`` of a commit) with
 the default settings, e.g. an older commit against the current one.
 """
@@ -26,8 +27,11 @@ from pathlib import Path
 from bbb import DEFAULT_CACHE, fetch_bbb, main, timed
 
 CONFIG = "stop_after: shot_split\n"
-VARIANTS = {"sparse pass": CONFIG,
-            "full pass": CONFIG + "stages:\n  shot_split:\n    sparse_decode: false\n"}
+
+
+def detector_config(detector: str) -> str:
+    """The benchmark's config with ``shot_split.detector`` set."""
+    return CONFIG + f"stages:\n  shot_split:\n    detector: {detector}\n"
 
 
 def compare(film: Path, rounds: int, variants: dict[str, tuple[str, Path | None]]) -> None:
@@ -36,6 +40,7 @@ def compare(film: Path, rounds: int, variants: dict[str, tuple[str, Path | None]
     decode: list[float] = []
     runs: dict[str, list[float]] = {name: [] for name in variants}
     stage: dict[str, list[float]] = {name: [] for name in variants}
+    found: dict[str, tuple[int, int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         raw, out = Path(tmp, "raw"), Path(tmp, "out")
         raw.mkdir()
@@ -51,11 +56,22 @@ def compare(film: Path, rounds: int, variants: dict[str, tuple[str, Path | None]
                                          str(out), "-c", str(config), "--overwrite"], cwd=code))
                 summary = json.loads((out / "summary.json").read_text())
                 stage[name].append(summary["stage_seconds"]["shot_split"])
+                found[name] = _shots_and_model_frames(out)
     print(f"ffmpeg -f null decode: {[round(t, 2) for t in decode]} s")
     for name in variants:
         ratio = statistics.median(runs[name]) / statistics.median(decode)
         print(f"{name:11s} curate run {[round(t, 2) for t in runs[name]]} s, shot_split "
-              f"{[round(t, 1) for t in stage[name]]} s, ratio (medians) {ratio:.2f}")
+              f"{[round(t, 1) for t in stage[name]]} s, ratio (medians) {ratio:.2f}, "
+              f"shots {found[name][0]}, model frames {found[name][1]}")
+
+
+def _shots_and_model_frames(out: Path) -> tuple[int, int]:
+    """(shots, frames the learned model ran over) of the run written to ``out``."""
+    import pyarrow.dataset as ds
+
+    videos = ds.dataset(out / "videos", format="parquet").to_table().to_pylist()
+    return (sum(v.get("num_shots") or 0 for v in videos),
+            sum(v.get("model_frames") or 0 for v in videos))
 
 
 if __name__ == "__main__":
@@ -66,8 +82,9 @@ if __name__ == "__main__":
         parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
         parser.add_argument("--code", action="append", default=[], metavar="NAME=DIR",
                             help="a variant running the code checked out in DIR")
+        parser.add_argument("--detectors", default="content,fused")
         args = parser.parse_args()
-        variants = {name: (config_yaml, None) for name, config_yaml in VARIANTS.items()}
+        variants = {name: (detector_config(name), None) for name in args.detectors.split(",")}
         if args.code:
             variants = {name: (CONFIG, Path(code).resolve())
                         for name, code in (item.split("=", 1) for item in args.code)}

@@ -98,10 +98,10 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None
 
 def test_invalid_config_fails_before_any_work(tmp_path: Path, sample_folder: Path) -> None:
     config = tmp_path / "bad.yaml"
-    config.write_text("stages:\n  shot_split:\n    detector: magic\n")
+    config.write_text("stages:\n  shot_split:\n    detektor: magic\n")
     done = _curate(str(sample_folder), str(tmp_path / "out"), "-c", str(config))
     assert done.returncode == 2
-    assert "stages.shot_split.detector: unknown key" in done.stderr
+    assert "stages.shot_split.detektor: unknown key" in done.stderr
     assert "cut_threshold" in done.stderr and not (tmp_path / "out").exists()
 
 

@@ -24,6 +24,9 @@ class GradualConfig(BaseModel):
     max_blend_residual: float = Field(
         0.3, gt=0, description="|mid - (before+after)/2| / |after - before| allowed."
     )
+    max_wipe_residual: float = Field(
+        0.15, gt=0, description="Wipe test: mean of min(|f - before|, |f - after|) / "
+        "|after - before| allowed at a quarter, half and three quarters through.")
     min_frames: int = Field(4, ge=2, description="Shortest transition, in frames.")
     dark_luma: float = Field(24.0, ge=0, description="Mean luma of the black in a fade.")
     max_seconds: float = Field(3.0, gt=0, description="Longest transition, in seconds.")
@@ -53,7 +56,7 @@ class LearnedConfig(BaseModel):
         0.05, gt=0, lt=1, description="Fused: a content cut stands when the model gives the "
         "frames at it at least this probability.")
     spike_ratio: float = Field(
-        2.0, ge=1, description="Fused: the model looks at a frame whose colour change is this "
+        3.0, ge=1, description="Fused: the model looks at a frame whose colour change is this "
         "many times the median of the second before it (and at every content cut and every run "
         "of changing frames).")
     device: str = Field("auto", description="auto: the GPU when the worker has one, else CPU.")
@@ -77,6 +80,9 @@ class ShotSplitConfig(BaseModel):
     analysis_width: int = Field(256, ge=32, description="Width frames are decoded at.")
     cut_threshold: float = Field(27.0, gt=0, description="ContentDetector threshold.")
     min_shot_s: float = Field(0.5, ge=0, description="Shortest shot, in seconds.")
+    moved_correlation: float = Field(
+        0.35, gt=0, le=1, description="A cut's two frames phase-correlating at least this well "
+        "are one picture moved (a fast pan), not a cut (stages/shot_split/motion.py).")
     fast_decode: bool = Field(
         True, description="Skip H.264/HEVC deblocking in the analysis pass (about 15% faster)."
     )

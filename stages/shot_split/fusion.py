@@ -46,8 +46,9 @@ def learned_boundaries(cut: np.ndarray, span: np.ndarray, threshold: float,
             end += 1
         if end - start >= min_frames:
             spans.append(Span(first + start, first + end))
-        else:
-            peak = start + int(np.argmax(np.nan_to_num(cut[start:end], nan=0.0)))
+            continue
+        peak = start + int(np.argmax(np.nan_to_num(cut[start:end], nan=0.0)))
+        if 0 < peak < len(cut) - 1:  # at either end, the windows' padding looks like a cut
             cuts.append(first + peak + 1)
     return sorted(set(cuts)), _distinct(spans)
 
@@ -57,12 +58,10 @@ def fused_boundaries(content_cuts: list[int], gradual_spans: list[Span], flashes
                      min_frames: int) -> tuple[list[int], list[Span]]:
     """(cut frames, transition spans) by the vote in the module docstring; ``cut`` and ``span``
     cover every frame of the video, NaN where the model did not look."""
-    def in_flash(frame: int) -> bool:
-        return any(f.start <= frame <= f.end for f in flashes)
-
-    kept = [c for c in content_cuts if _confirmed(cut, c, confirm) and not in_flash(c)]
+    kept = [c for c in content_cuts
+            if _confirmed(cut, c, confirm) and not in_flash(c, flashes)]
     model_cuts, model_spans = learned_boundaries(cut, span, threshold, min_frames)
-    model_cuts = [c for c in model_cuts if not in_flash(c)]
+    model_cuts = [c for c in model_cuts if not in_flash(c, flashes)]
     spans = list(gradual_spans)
     for extra in model_spans:
         if not any(_overlap(extra, s) for s in spans):
@@ -74,6 +73,11 @@ def fused_boundaries(content_cuts: list[int], gradual_spans: list[Span], flashes
         if not near_cut and not in_span:
             cuts.append(extra)
     return sorted(cuts), sorted(spans, key=lambda s: s.start)
+
+
+def in_flash(frame: int, flashes: list[Span]) -> bool:
+    """Whether a cut at ``frame`` is the jump into, or out of, one of ``flashes``."""
+    return any(f.start <= frame <= f.end for f in flashes)
 
 
 def _confirmed(cut: np.ndarray, frame: int, confirm: float) -> bool:

@@ -41,7 +41,7 @@ RUN_MARGIN = 3
 # Fused (CandidateGate): a colour change below this share of the cut threshold is never in
 # doubt; a cut this many thresholds high in calm footage is clear; calm is a median change
 # below this share of the threshold.
-SPIKE_FLOOR = 0.25
+SPIKE_FLOOR = 0.5
 CLEAR = 2.0
 BUSY = 1 / 3
 

@@ -29,6 +29,7 @@ from media.stream import analysis_bgr, iter_analysis_frames, prefetched
 from stages.frame_signals import FrameSignalRecorder
 from stages.shot_split.flashes import FlashFinder
 from stages.shot_split.learned import LearnedFeed
+from stages.shot_split.motion import correlation_peak
 from stages.shot_split.transitions import (
     ContentScore,
     GradualTransitionDetector,
@@ -66,7 +67,8 @@ class PassResult:
     # None for the content detector
     learned: tuple[np.ndarray, np.ndarray] | None = None
     model_frames: int = 0  # frames the learned model ran over, context included
-    flashes: list[Span] = dataclasses.field(default_factory=list)  # fused only
+    flashes: list[Span] = dataclasses.field(default_factory=list)  # jumps that came back
+    moved: list[int] = dataclasses.field(default_factory=list)  # cut scores that were motion
 
 
 @dataclass(frozen=True)
@@ -132,29 +134,35 @@ def _analyse(frames: Iterable[tuple[int, float, np.ndarray]], start: int, end: i
     flashes = FlashFinder(config.cut_threshold, max(1, round(config.min_shot_s * fps)))
     scores: list[float] = []
     times: list[float] = []
-    last = -1
+    moved: list[int] = []
+    last, previous_luma = -1, None
     for index, seconds, bgr in frames:
         score = content.push(bgr)
         if index >= start and (end is None or index < end):
             scores.append(score)
             times.append(seconds)
         luma = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        if score >= config.cut_threshold and previous_luma is not None and (
+                correlation_peak(previous_luma, luma) >= config.moved_correlation):
+            moved.append(index)
+        previous_luma = luma
         signals.push(index, bgr, luma)
         if config.gradual.enabled:
             gradual.push(index, small_luma(luma, config))
+        flashes.push(index, content.hsv, score)
         if learned is not None:
             learned.push(index, bgr, score, gradual.runs)
-            flashes.push(index, content.hsv, score)
         last = index
     if not times:
         raise ValueError("no frame could be decoded")
     owned_end = start + len(times)
     spans = [s for s in gradual.finish(last + 1) if start <= s.start < owned_end]
     result = PassResult(start, np.asarray(scores), times, spans, signals.pack(start, owned_end))
+    result.flashes = [f for f in flashes.flashes if start <= f.start < owned_end]
+    result.moved = [i for i in moved if start <= i < owned_end]
     if learned is not None:
         result.learned = learned.finish(gradual.runs)
         result.model_frames = learned.scorer.frames_run
-        result.flashes = [f for f in flashes.flashes if start <= f.start < owned_end]
     return result
 
 

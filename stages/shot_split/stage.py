@@ -35,7 +35,7 @@ from media.seek import GridMismatch, grid_for_pieces
 from stages.base import ChunkedStage, ChunkFailure
 from stages.records import Column, Record, fail, reject
 from stages.shot_split.config import ShotSplitConfig
-from stages.shot_split.fusion import fused_boundaries, learned_boundaries
+from stages.shot_split.fusion import fused_boundaries, in_flash, learned_boundaries
 from stages.shot_split.learned import model_name, threshold
 from stages.shot_split.passes import PassResult, ShotPiece, piece_pass, whole_pass
 from stages.shot_split.transitions import Span, content_cuts, label_boundaries, tile_shots
@@ -207,9 +207,11 @@ def boundaries_from(results: list[PassResult], fps: float, min_shot_frames: int,
             return learned_boundaries(cut, span, threshold(config), config.gradual.min_frames)
     cuts = content_cuts(np.concatenate([r.scores for r in results]), config.cut_threshold,
                         min_shot_frames, fps)
+    flashes = [flash for result in results for flash in result.flashes]
+    moved = {index for result in results for index in result.moved}
+    cuts = [c for c in cuts if c not in moved and not in_flash(c, flashes)]
     if config.detector == "content":
         return cuts, spans
-    flashes = [flash for result in results for flash in result.flashes]
     return fused_boundaries(cuts, spans, flashes, cut, span, threshold(config),
                             config.learned.confirm, config.gradual.min_frames)
 

@@ -176,7 +176,10 @@ class GradualTransitionDetector:
             return
         if float(np.abs(run[-1] - run[0]).mean()) >= self.config.min_total_change:
             self.runs.append(Span(start, end - 1))
-        if self._is_blend(run) or self._is_fade_through_dark(run):
+        # one step making a third of the change is a hard cut inside the run, not a blend
+        gradual = max(self._run_diffs) <= float(np.abs(run[-1] - run[0]).mean()) / 3
+        if (gradual and (self._is_blend(run) or self._is_wipe(run))
+                or self._is_fade_through_dark(run)):
             # run[-1] (frame end-1) is the first frame of settled new content.
             self.spans.append(Span(start, end - 1))
 
@@ -189,6 +192,21 @@ class GradualTransitionDetector:
         middle = run[len(run) // 2]
         residual = float(np.abs(middle - (before + after) / 2).mean()) / total
         return residual <= self.config.max_blend_residual
+
+    def _is_wipe(self, run: list[np.ndarray]) -> bool:
+        """Frames a quarter, half and three quarters through are each, pixel by pixel, the
+        first or the last frame (a wipe: an edge sweeps one shot over the other), where a blend
+        is halfway everywhere and a pan matches neither."""
+        before, after = run[0], run[-1]
+        total = float(np.abs(after - before).mean())
+        if total < self.config.min_total_change:
+            return False
+        for quarter in (1, 2, 3):
+            frame = run[round(quarter * (len(run) - 1) / 4)]
+            nearer = np.minimum(np.abs(frame - before), np.abs(frame - after))
+            if float(nearer.mean()) / total > self.config.max_wipe_residual:
+                return False
+        return True
 
     def _is_fade_through_dark(self, run: list[np.ndarray]) -> bool:
         """A fade out to a dark frame followed by a fade in: two blends meeting at the darkest."""
