@@ -4,9 +4,11 @@ Samples are contiguous spans of the source, cut only at shot boundaries: shots a
 order until the sample reaches ``target_s``, and a shot that would push it past ``max_s`` starts
 the next sample. A dropped shot breaks the run. At each sample end that falls on a fade or dissolve,
 the blended frames are trimmed so the sample starts and ends clean. The sample is cropped with one
-rectangle: the largest source-aspect rectangle inside every shot's crop (from the OCR crop stage);
-a shot whose crop would shrink it below ``min_crop_fraction`` starts a new sample. A single shot
-longer than ``max_s`` is split into equal pieces (``split_long_shots``) or dropped.
+rectangle: the largest source-aspect rectangle of the active picture (inside the black borders)
+clear of every text place any of its shots excludes (their ``crop_obstacles``, from the OCR crop
+stage), so text read on any sampled frame of any of its shots stays out; a shot whose text would
+shrink it below ``min_crop_fraction`` starts a new sample. A single shot longer than ``max_s`` is
+split into equal pieces (``split_long_shots``) or dropped.
 
 Writes ``samples`` (one dict per sample, spans in source frames) and ``sample_index`` on each
 shot that landed in a sample; kept shots that could not form a long enough sample are dropped with
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -25,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from stages.base import ConfiguredStage
 from stages.records import Column, Record, drop_shot
 from stages.resources import Resources
+from stages.shot_crop.geometry import active_picture, even_crop
 
 Rect = tuple[int, int, int, int]  # x, y, w, h in source pixels
 
@@ -73,13 +76,13 @@ class ShotMergeStage(ConfiguredStage[ShotMergeConfig]):
     def process(self, record: Record) -> Record:
         """Add ``samples`` to ``record``."""
         fps = float(record["fps"])
-        frame = (record["width"], record["height"])
+        picture = Picture(active_picture(record), (record["width"], record["height"]))
         groups: list[list[dict]] = []
         for run in kept_runs(record.get("shots") or []):
-            groups += self._pack(run, fps, frame)
+            groups += self._pack(run, fps, picture)
         samples = []
         for group in groups:
-            sample = make_sample(group, fps, frame)
+            sample = make_sample(group, fps, picture)
             seconds = (sample["end_frame"] - sample["start_frame"]) / fps
             originals = [shot.get("original", shot) for shot in group]
             if seconds < self.config.min_sample_s:
@@ -97,7 +100,7 @@ class ShotMergeStage(ConfiguredStage[ShotMergeConfig]):
         record["num_samples"] = len(samples)
         return record
 
-    def _pack(self, run: list[dict], fps: float, frame: tuple[int, int]) -> list[list[dict]]:
+    def _pack(self, run: list[dict], fps: float, picture: Picture) -> list[list[dict]]:
         """Greedy packing of one run of adjacent kept shots into sample groups."""
         groups: list[list[dict]] = []
         current: list[dict] = []
@@ -111,7 +114,7 @@ class ShotMergeStage(ConfiguredStage[ShotMergeConfig]):
             candidate = [*current, shot]
             start, end = trimmed_span(candidate)
             fits = (end - start) / fps <= self.config.max_s and crop_fraction(
-                common_crop(candidate, frame), frame) >= self.config.min_crop_fraction
+                common_crop(candidate, picture), picture.frame) >= self.config.min_crop_fraction
             if not fits and current:
                 groups.append(current)
                 candidate = [shot]
@@ -161,30 +164,28 @@ def trimmed_span(group: list[dict]) -> tuple[int, int]:
     return start, end
 
 
-def shot_crop_rect(shot: dict, frame: tuple[int, int]) -> Rect:
-    """The shot's crop from the OCR crop stage, or the full frame when it has none."""
-    if shot.get("crop_w"):
-        return shot["crop_x"], shot["crop_y"], shot["crop_w"], shot["crop_h"]
-    return 0, 0, frame[0], frame[1]
+class Picture(NamedTuple):
+    """Where a video's samples may crop: its active picture (x0, y0, x1, y1, inside the black
+    borders) and its frame (width, height), whose aspect every crop keeps."""
+
+    active: tuple[int, int, int, int]
+    frame: tuple[int, int]
 
 
-def common_crop(group: list[dict], frame: tuple[int, int]) -> Rect:
-    """Largest rectangle of the frame's aspect, centred in the intersection of the shots' crops,
-    with even coordinates and size (for 4:2:0 video)."""
-    rects = [shot_crop_rect(shot, frame) for shot in group]
-    x0 = max(r[0] for r in rects)
-    y0 = max(r[1] for r in rects)
-    x1 = min(r[0] + r[2] for r in rects)
-    y1 = min(r[1] + r[3] for r in rects)
-    if x1 <= x0 or y1 <= y0:
-        return 0, 0, 0, 0
-    aspect = frame[0] / frame[1]
-    w = min(x1 - x0, (y1 - y0) * aspect)
-    h = w / aspect
-    w, h = int(w) // 2 * 2, int(h) // 2 * 2
-    x = (x0 + (x1 - x0 - w) // 2) // 2 * 2
-    y = (y0 + (y1 - y0 - h) // 2) // 2 * 2
-    return x, y, w, h
+def common_crop(group: list[dict], picture: Picture) -> Rect:
+    """The largest rectangle of the frame's aspect in the active picture that keeps clear of
+    every shot's ``crop_obstacles``, with even corners (for 4:2:0 video); all zeros when none
+    fits."""
+    obstacles = {tuple(int(v) for v in o) for shot in group
+                 for o in _listed(shot.get("crop_obstacles"))}
+    crop = even_crop(picture.active, sorted(obstacles), picture.frame)
+    return (0, 0, 0, 0) if crop is None else (crop[0], crop[1], crop[2] - crop[0],
+                                              crop[3] - crop[1])
+
+
+def _listed(value: object) -> list:
+    """A list column's value as a list (None: empty)."""
+    return [] if value is None else list(value)
 
 
 def crop_fraction(rect: Rect, frame: tuple[int, int]) -> float:
@@ -192,20 +193,20 @@ def crop_fraction(rect: Rect, frame: tuple[int, int]) -> float:
     return rect[2] * rect[3] / float(frame[0] * frame[1])
 
 
-def make_sample(group: list[dict], fps: float, frame: tuple[int, int]) -> dict:
+def make_sample(group: list[dict], fps: float, picture: Picture) -> dict:
     """The sample dict of a packed group: span, per-shot spans and the common crop."""
     start, end = trimmed_span(group)
     shots = [shot.get("original", shot) for shot in group]
     spans = [[max(start, s["start_frame"]), min(end, s["end_frame"])] for s in shots]
     if "piece_start" in group[0]:
         spans = [[start, end]]
-    x, y, w, h = common_crop(group, frame)
+    x, y, w, h = common_crop(group, picture)
     return {
         "start_frame": start,
         "end_frame": end,
         "shot_indices": [s["shot_index"] for s in shots],
         "shot_spans": spans,
         "crop_x": x, "crop_y": y, "crop_w": w, "crop_h": h,
-        "crop_kept_fraction": round(crop_fraction((x, y, w, h), frame), 6),
+        "crop_kept_fraction": round(crop_fraction((x, y, w, h), picture.frame), 6),
         "split_shot": "piece_start" in group[0],
     }

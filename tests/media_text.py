@@ -3,7 +3,8 @@ the same text drawn alone, white on black and losslessly, which gives the true t
 every frame.
 
 Shots come from lavfi sources on which the OCR finds no text by itself (testsrc2 prints a clock,
-and colour bars or fractals give texture hits). No command goes through a shell.
+and colour bars or fractals give texture hits), or from real footage (:class:`FootageText`).
+No command goes through a shell.
 """
 
 from __future__ import annotations
@@ -87,3 +88,38 @@ def _text_filters(spec: TextVideo, outline: str) -> list[str]:
                        ":x=(w-text_w)/2:y=(h-text_h)/2")
     return filters
 
+
+
+@dataclass
+class FootageText:
+    """Text over real footage scaled to ``size``: subtitles that share its frames equally, and a
+    faint watermark in the top-right corner (white at ``watermark_alpha``, no outline) on every
+    frame, which OCR reads on some shots and misses on others."""
+
+    subtitles: list[str]
+    watermark: str
+    watermark_alpha: float = 0.3
+    size: tuple[int, int] = (854, 480)
+
+
+def make_footage_text_video(path: Path, footage: Path, frames: int, spec: FootageText,
+                            mask: bool = False) -> None:
+    """Write the first ``frames`` frames of ``footage`` with ``spec``'s text as H.264 mp4 at
+    the footage's rate; ``mask=True`` as in :func:`make_text_video` (every text fully opaque)."""
+    w, h = spec.size
+    chain = [f"scale={w}:{h}", "setsar=1", *(["drawbox=color=black:t=fill"] if mask else [])]
+    style = f"fontfile={FONT}:fontcolor=white:borderw=2:bordercolor={'white' if mask else 'black'}"
+    step = frames // len(spec.subtitles)
+    for k, line in enumerate(spec.subtitles):
+        chain.append(f"drawtext={style}:fontsize=26:text='{line}':x=(w-text_w)/2:y=h-60"
+                     f":enable='between(n,{k * step},{k * step + step - 1})'")
+    alpha = 1.0 if mask else spec.watermark_alpha
+    chain.append(f"drawtext=fontfile={FONT}:fontcolor=white@{alpha}:fontsize=24"
+                 f":text='{spec.watermark}':x=w-text_w-16:y=16")
+    quality = ["-qp", "0"] if mask else ["-crf", "18"]
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", str(footage), "-filter_complex",
+         f"[0:v]{','.join(chain)}[v]", "-map", "[v]", "-frames:v", str(frames),
+         *X264, "-preset", "veryfast", *quality, "-pix_fmt", "yuv420p", str(path)],
+        check=True,
+    )

@@ -17,11 +17,20 @@ from media.readers import open_reader
 from stages.probe import ProbeConfig, ProbeStage
 from stages.shot_crop import stage as shot_crop_stage
 from stages.shot_crop.config import ShotCropConfig
-from stages.shot_crop.geometry import Rect, area, group_by_place, intersection, largest_crop
+from stages.shot_crop.geometry import (
+    Rect,
+    area,
+    even_crop,
+    group_by_place,
+    intersection,
+    largest_crop,
+)
 from stages.shot_crop.ocr import OcrEngine, build_engine, distinct_texts
+from stages.shot_crop.places import excluded_places, persistent_places, shot_places
 from stages.shot_crop.stage import ShotCropStage, crop_shot, shot_frames
+from stages.shot_merge import ShotMergeConfig, ShotMergeStage
 from stages.video_score import VideoScoreConfig, VideoScoreStage
-from tests.media_text import TextVideo, make_text_video
+from tests.media_text import FootageText, TextVideo, make_footage_text_video, make_text_video
 
 CACHE = Path.home() / ".cache" / "moga-curate"
 TRAILER_MEMBER = ("moviepy-2.2.1/docs/_static/medias/getting_started/moviepy_10_minutes/"
@@ -31,6 +40,11 @@ SUBTITLED = TextVideo([["HELLO WORLD", "SCENE ONE TEST", "SEE YOU SOON"],
                        ["GOODBYE FRIENDS", "THE END"]], watermark="MOGA TV")
 MIDDLE = TextVideo([["SMALL PRINT"]], middle="BREAKING NEWS TONIGHT")
 LETTERBOXED = TextVideo([["HELLO WORLD", "IN THE PICTURE"]], bar=40)
+# bikes.mp4 at 854x480 under a faint corner watermark (about 170x22 px) that OCR reads on
+# some shots and misses on every sampled frame of others (shots 1 and 3, measured)
+WATERMARKED = FootageText(["WHERE ARE WE GOING", "TO THE MARKET", "ON OUR BIKES",
+                           "IT IS A SUNNY DAY", "SEE YOU LATER"], watermark="MOGA TV 24")
+BIKES_CUTS = [30, 76, 137, 187, 242]
 
 
 # --- geometry: exact answers on a 160x90 frame (aspect 16:9) ---------------------------------
@@ -52,10 +66,12 @@ def test_largest_crop_exact(bounds: Rect, obstacles: list[Rect], expected: Rect 
     assert largest_crop(bounds, obstacles, (16, 9)) == expected
 
 
-def _brute_force_area(bounds: Rect, obstacles: list[Rect], aspect: tuple[int, int]) -> int:
-    """Area of the even-sized crop from the widest free rectangle over every corner and width."""
+def _brute_force_area(bounds: Rect, obstacles: list[Rect], aspect: tuple[int, int],
+                      step: int = 1) -> int:
+    """Area of the even-sized crop from the widest free rectangle over every step-th corner."""
     best = 0
-    for x, y in product(range(bounds[0], bounds[2]), range(bounds[1], bounds[3])):
+    first_x, first_y = -(-bounds[0] // step) * step, -(-bounds[1] // step) * step
+    for x, y in product(range(first_x, bounds[2], step), range(first_y, bounds[3], step)):
         for w in range(bounds[2] - x, 0, -1):
             rect = (x, y, x + w, y + w * aspect[1] // aspect[0])
             if rect[3] <= bounds[3] and all(area(intersection(rect, o)) == 0 for o in obstacles):
@@ -81,6 +97,26 @@ def test_largest_crop_matches_brute_force() -> None:
             assert all(area(intersection(crop, o)) == 0 for o in obstacles)
 
 
+def test_even_crop_has_even_corners_and_the_largest_such_area() -> None:
+    rng = random.Random(5)
+    for _ in range(60):
+        bounds = (rng.randrange(4), rng.randrange(4), rng.randrange(20, 32), rng.randrange(14, 22))
+        obstacles = []
+        for _ in range(rng.randrange(5)):
+            x, y = rng.randrange(32), rng.randrange(22)
+            obstacles.append((x, y, x + rng.randrange(1, 12), y + rng.randrange(1, 8)))
+        aspect = rng.choice([(16, 9), (4, 3), (1, 1), (9, 16)])
+        crop = even_crop(bounds, obstacles, aspect)
+        inner = (bounds[0] + bounds[0] % 2, bounds[1] + bounds[1] % 2, bounds[2] // 2 * 2,
+                 bounds[3] // 2 * 2)
+        grown = [(o[0] // 2 * 2, o[1] // 2 * 2, o[2] + o[2] % 2, o[3] + o[3] % 2)
+                 for o in obstacles]
+        assert (area(crop) if crop else 0) == _brute_force_area(inner, grown, aspect, 2)
+        if crop:
+            assert all(v % 2 == 0 for v in crop) and intersection(crop, bounds) == crop
+            assert all(area(intersection(crop, o)) == 0 for o in obstacles)
+
+
 def test_boxes_group_by_place_across_frames() -> None:
     boxes = [
         (0, (200, 300, 440, 340)), (1, (150, 302, 490, 338)), (2, (230, 300, 410, 341)),  # band
@@ -90,15 +126,41 @@ def test_boxes_group_by_place_across_frames() -> None:
     assert group_by_place(boxes, 0.5) == [[0, 1, 2], [3, 4], [5]]
 
 
+def _crop_alone(reads: list[tuple[int, Rect, str]], frames: int, config: ShotCropConfig) -> dict:
+    """A 640x360 shot's columns from its reads, with no text from other shots."""
+    places = excluded_places(shot_places(reads, config.same_place_overlap), [], config)
+    return crop_shot(places, frames, (0, 0, 640, 360), (640, 360), config)
+
+
 def test_transient_text_is_excluded_unless_configured_off() -> None:
     reads = [(0, (0, 300, 640, 360), "BAND"), (1, (0, 300, 640, 360), "BAND"),
              (1, (300, 0, 340, 40), "LOGO")]  # the logo is seen on one of two frames
-    safe = crop_shot(reads, 2, (0, 0, 640, 360), (640, 360), ShotCropConfig())
+    safe = _crop_alone(reads, 2, ShotCropConfig())
     assert safe["ocr_texts"] == ["BAND", "LOGO"] and safe["ocr_seen"] == [2, 1]
-    lenient = crop_shot(reads, 2, (0, 0, 640, 360), (640, 360),
-                        ShotCropConfig(exclude_transient=False))
+    assert safe["crop_obstacles"] == [[0, 292, 640, 360], [292, 0, 348, 48]]  # 8 px margin
+    lenient = _crop_alone(reads, 2, ShotCropConfig(exclude_transient=False))
     assert lenient["ocr_texts"] == ["BAND"]
     assert lenient["crop_w"] * lenient["crop_h"] > safe["crop_w"] * safe["crop_h"]
+
+
+def test_text_read_in_several_shots_is_excluded_from_every_shot() -> None:
+    config = ShotCropConfig(exclude_transient=False)
+    shots = [shot_places(reads, 0.5) for reads in [
+        [(0, (700, 10, 840, 36), "MOGA TV 24"), (1, (702, 12, 838, 35), "MOGA TV 24"),
+         (1, (300, 420, 560, 450), "HELLO")],
+        [(5, (280, 420, 580, 450), "GOODBYE")],  # the watermark missed on every frame
+        [(9, (698, 11, 839, 37), "Moga TV 24."), (9, (300, 420, 560, 450), "SO LONG")],
+        [(12, (300, 200, 560, 240), "HELLO"), (13, (704, 12, 836, 34), "MOGA TV 24")],
+    ]]
+    # the watermark, not the changing subtitles nor a word read at two places
+    (video,) = persistent_places(shots, config)
+    assert video.box == (698, 10, 840, 37) and not video.frames
+    missed = excluded_places(shots[1], [video], config)
+    assert [(p.box, len(p.frames)) for p in missed] == [((698, 10, 840, 37), 0)]
+    seen_once = excluded_places(shots[3], [video], config)  # transient, yet the video's text
+    assert [(p.box, len(p.frames)) for p in seen_once] == [((698, 10, 840, 37), 1)]
+    assert persistent_places(shots, ShotCropConfig(min_static_shots=4)) == []
+    assert persistent_places(shots, ShotCropConfig(min_static_shots=0)) == []
 
 
 def test_distinct_texts_merge_noisy_reads_of_one_line() -> None:
@@ -141,6 +203,16 @@ def text_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Pat
         make_text_video(mask, spec, mask=True)
         videos[name] = (video, mask)
     return videos
+
+
+@pytest.fixture(scope="module")
+def watermarked(bikes: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(video, its text mask) of :data:`WATERMARKED` over bikes.mp4's 250 frames."""
+    root = tmp_path_factory.mktemp("watermarked")
+    video, mask = root / "watermarked.mp4", root / "watermarked-mask.mp4"
+    make_footage_text_video(video, bikes, 250, WATERMARKED)
+    make_footage_text_video(mask, bikes, 250, WATERMARKED, mask=True)
+    return video, mask
 
 
 @pytest.fixture(scope="module")
@@ -257,6 +329,29 @@ def test_trailer_captions_are_read_and_excluded(stage: ShotCropStage, trailer: P
             assert crop == (0, 0, 1280, 720)
         assert shot.get("kept", True) == (shot["crop_kept_fraction"] >= 0.5)
     assert sum(not s.get("kept", True) for s in shots) >= 4  # the captions sit mid-frame
+
+
+def test_faint_watermark_stays_out_of_every_sample(
+    stage: ShotCropStage, watermarked: tuple[Path, Path]
+) -> None:
+    video, mask = watermarked
+    record = dict(stage.process(_record(video, BIKES_CUTS)), video_id="w")
+    corner = [[n for box, n in zip(s["ocr_boxes"], s["ocr_seen"], strict=True) if box[1] < 60]
+              for s in record["shots"]]
+    assert [0] in corner and [3] in corner  # read on every frame of some shots, none of others
+    missed = corner.index([0])  # a shot that missed it, alone: its neighbours dropped
+    alone = dict(record, shots=[dict(s, kept=s["shot_index"] == missed) for s in record["shots"]])
+    merge = ShotMergeStage(ShotMergeConfig(min_sample_s=0))  # shot 1 lasts 1.84 s
+    merged = [merge.process(r) for r in (record, alone)]
+    assert [[s["shot_indices"] for s in r["samples"]] for r in merged] == [
+        [[0, 1, 2, 3, 4, 5]], [[missed]]]
+    for sample in (s for r in merged for s in r["samples"]):
+        for shot in (record["shots"][i] for i in sample["shot_indices"]):
+            text = _text_mask(mask, shot)
+            for x0, y0, x1, y1 in (_crop(sample), _crop(shot)):
+                assert not text[y0:y1, x0:x1].any()
+        _assert_source_aspect(sample, 854, 480)
+        assert sample["crop_kept_fraction"] >= 0.55  # measured 0.589
 
 
 def test_ocr_reads_few_small_frames_and_recognises_only_boxes(

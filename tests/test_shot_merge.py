@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from stages.shot_merge import ShotMergeConfig, ShotMergeStage, common_crop
+from stages.shot_crop.geometry import area, intersection
+from stages.shot_merge import ShotMergeConfig, ShotMergeStage
 
 FPS = 24.0
 FRAME = (640, 360)
@@ -19,8 +20,9 @@ def _shots(lengths_s: list[float], kept: list[bool] | None = None) -> list[dict]
     return shots
 
 
-def _merge(shots: list[dict], **config: object) -> dict:
-    record = {"video_id": "v", "fps": FPS, "width": FRAME[0], "height": FRAME[1], "shots": shots}
+def _merge(shots: list[dict], border: dict | None = None, **config: object) -> dict:
+    record = {"video_id": "v", "fps": FPS, "width": FRAME[0], "height": FRAME[1], "shots": shots,
+              **(border or {})}
     return ShotMergeStage(ShotMergeConfig(**config)).process(record)
 
 
@@ -68,17 +70,24 @@ def test_short_leftover_is_dropped_with_reason() -> None:
     assert shots[0]["reason"].startswith("shot_merge.min_sample_s")
 
 
-def test_common_crop_keeps_aspect_inside_every_shot_crop() -> None:
-    a = {"crop_x": 0, "crop_y": 0, "crop_w": 480, "crop_h": 270}
-    b = {"crop_x": 160, "crop_y": 90, "crop_w": 480, "crop_h": 270}
-    x, y, w, h = common_crop([a, b], FRAME)
-    assert (x, y) >= (160, 90) and x + w <= 480 and y + h <= 270
-    assert abs(w / h - FRAME[0] / FRAME[1]) < 0.02
+def test_sample_crop_avoids_the_text_of_every_shot_and_keeps_the_most() -> None:
+    shots = _shots([10, 10, 10])
+    shots[0]["crop_obstacles"] = [[520, 0, 640, 40]]  # a watermark read on this shot only
+    shots[1]["crop_obstacles"] = [[100, 310, 540, 360]]  # a subtitle
+    (sample,) = _merge(shots)["samples"]
+    x, y, w, h = sample["crop_x"], sample["crop_y"], sample["crop_w"], sample["crop_h"]
+    assert all(area(intersection((x, y, x + w, y + h), tuple(o))) == 0
+               for shot in shots[:2] for o in shot["crop_obstacles"])
+    # left of the watermark and above the subtitle; the largest crop inside both shots' own
+    # crops (570x320 below the watermark, 552x310 above the subtitle) keeps only 480x270
+    assert (x, y, w, h) == (0, 18, 520, 292) and x % 2 == y % 2 == 0
+    letterboxed = _merge(_shots([10]), {"border_x": 0, "border_y": 40, "border_w": 640,
+                                         "border_h": 280})["samples"][0]
+    assert (letterboxed["crop_y"], letterboxed["crop_h"]) == (40, 280)
 
 
 def test_crop_that_shrinks_too_much_starts_a_new_sample() -> None:
     shots = _shots([10, 10])
-    shots[0].update(crop_x=0, crop_y=0, crop_w=640, crop_h=360)
-    shots[1].update(crop_x=320, crop_y=180, crop_w=320, crop_h=180)
+    shots[1]["crop_obstacles"] = [[0, 0, 640, 200]]  # keeps 284x160 below
     samples = _merge(shots, min_crop_fraction=0.5)["samples"]
     assert [s["shot_indices"] for s in samples] == [[0], [1]]

@@ -40,6 +40,11 @@ class ShotCropConfig(BaseModel):
     exclude_transient: bool = Field(
         True, description="Also exclude text seen on fewer frames (brief subtitles, moving text)."
     )
+    min_static_shots: int = Field(
+        2, ge=0, description="Shots the same text must be read in at one place to count as the "
+        "video's (a faint watermark OCR misses on some shots) and be excluded from every shot; "
+        "0: off."
+    )
     margin_px: int = Field(8, ge=0, description="Source pixels kept clear around each text place.")
     min_kept_fraction: float = Field(
         0.5, ge=0, le=1, description="Drop the shot when the crop keeps less of the frame."

@@ -11,7 +11,8 @@ handful of text regions a frame holds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 Rect = tuple[int, int, int, int]
 
@@ -88,6 +89,32 @@ def largest_crop(
             if height >= 2 and width >= 2 and (best is None or width * height > area(best)):
                 best = (x, y, x + width, y + height)
     return None if best is None else _centre(best, bounds, obstacles)
+
+
+def even_crop(
+    bounds: Rect, obstacles: Sequence[Rect], aspect: tuple[int, int]
+) -> Rect | None:
+    """:func:`largest_crop` on the even grid: ``bounds`` shrunk and ``obstacles`` grown to even
+    coordinates, so the crop's corners are even as well and a 4:2:0 frame's chroma crops to it
+    exactly. With every edge even, a crop at an odd x (or y) moved one pixel back stays clear."""
+    inner = (bounds[0] + bounds[0] % 2, bounds[1] + bounds[1] % 2,
+             bounds[2] - bounds[2] % 2, bounds[3] - bounds[3] % 2)
+    grown = [(o[0] - o[0] % 2, o[1] - o[1] % 2, o[2] + o[2] % 2, o[3] + o[3] % 2)
+             for o in obstacles]
+    crop = largest_crop(inner, grown, aspect)
+    if crop is None:
+        return None
+    dx, dy = crop[0] % 2, crop[1] % 2
+    return crop[0] - dx, crop[1] - dy, crop[2] - dx, crop[3] - dy
+
+
+def active_picture(record: Mapping[str, Any]) -> Rect:
+    """The picture inside the black borders in source pixels; the whole frame when
+    ``border_w`` is 0 (no border box was found)."""
+    if not record.get("border_w"):
+        return 0, 0, record["width"], record["height"]
+    x, y = record["border_x"], record["border_y"]
+    return x, y, x + record["border_w"], y + record["border_h"]
 
 
 def _max_width(

@@ -9,13 +9,18 @@ place (:func:`stages.shot_crop.geometry.group_by_place`): a place seen on ``min_
 more sampled frames is static text (a subtitle band whose words change stays one place).
 A place seen on fewer frames (a subtitle shown briefly, or text that moves) is excluded as well
 while ``exclude_transient`` is on: for training data, cutting a little picture is cheaper than
-keeping burned-in text. The crop must avoid every excluded place, grown by ``margin_px``.
+keeping burned-in text. Once every piece is read, text read with the same words at one place in
+``min_static_shots`` shots is the video's (:mod:`stages.shot_crop.places`) and every shot
+excludes it, read there or not. The crop must avoid every excluded place, grown by
+``margin_px``; its corners are even (4:2:0 chroma crops to it exactly).
 
 Writes per live shot: ``ocr_frames`` (frames read), ``ocr_boxes`` ([x0, y0, x1, y1] in source
 pixels, one per excluded place), ``ocr_texts`` (the distinct texts read there, " | "-joined),
-``ocr_seen`` (on how many frames each place was seen), ``crop_x/y/w/h`` (source pixels) and
-``crop_kept_fraction`` (crop area over the full frame). A shot whose kept fraction is below
-``min_kept_fraction`` is dropped with rule ``text_covers_frame``. Per video: ``ocr_engine``.
+``ocr_seen`` (on how many frames each place was seen; 0: the video's text, missed here),
+``crop_obstacles`` (the boxes grown by the margin: what :mod:`stages.shot_merge` keeps out of a
+sample's crop), ``crop_x/y/w/h`` (source pixels) and ``crop_kept_fraction`` (crop area over the
+full frame). A shot whose kept fraction is below ``min_kept_fraction`` is dropped with rule
+``text_covers_frame``. Per video: ``ocr_engine``.
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ from media.seek import FrameGrid, GridMismatch, grid_for_pieces, iter_frames_at
 from stages.base import ChunkedStage, ChunkFailure, consecutive_groups
 from stages.records import Column, Record, drop_shot, live_shots
 from stages.shot_crop.config import ShotCropConfig
-from stages.shot_crop.geometry import Rect, expand, group_by_place, largest_crop, union
+from stages.shot_crop.geometry import Rect, active_picture, even_crop, expand
 from stages.shot_crop.ocr import OcrEngine, TextBox, build_engine, distinct_texts, read_text
+from stages.shot_crop.places import Place, excluded_places, persistent_places, shot_places
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +72,8 @@ class ShotCropStage(ChunkedStage[ShotCropConfig]):
         Column("ocr_texts", pa.list_(pa.string()), "the distinct texts read at each place"),
         Column("ocr_seen", pa.list_(pa.int32()), "on how many frames each place was seen"),
         Column("ocr_frames", pa.int32(), "frames OCR read in the shot"),
+        Column("crop_obstacles", pa.list_(pa.list_(pa.int32())),
+               "[x0, y0, x1, y1] source pixels each crop of the shot avoids (box and margin)"),
         Column("crop_x", pa.int32(), "left of the crop, source pixels"),
         Column("crop_y", pa.int32(), "top of the crop"),
         Column("crop_w", pa.int32(), "width of the crop"),
@@ -94,8 +102,8 @@ class ShotCropStage(ChunkedStage[ShotCropConfig]):
                 for group in groups]
 
     def process_chunk(self, record: Record, chunk: CropChunk
-                      ) -> list[tuple[int, dict]] | ChunkFailure:
-        """(shot index, its ``ocr_*`` and ``crop_*`` columns) for each of the chunk's shots."""
+                      ) -> list[tuple[int, int, list[Place]]] | ChunkFailure:
+        """(shot index, frames read, its text places) for each of the chunk's shots."""
         shots = [record["shots"][i] for i in chunk.shots]
         size = analysis_size(record["width"], record["height"], self.config.detect_width)
         plan = [shot_frames(s, self.config.frames_per_shot, s["end_frame"]) for s in shots]
@@ -105,26 +113,27 @@ class ShotCropStage(ChunkedStage[ShotCropConfig]):
         except DecodeError as err:
             return ChunkFailure(ShotCropRule.DECODE_ERROR, str(err))
         frame = (record["width"], record["height"])
-        picture = active_picture(record)
-        columns = []
-        for indices in plan:
-            boxes = [(i, _to_source(t.box, size, frame), t.text)
-                     for i in indices for t in found[i]]
-            columns.append(crop_shot(boxes, len(indices), picture, frame, self.config))
-        return list(zip(chunk.shots, columns, strict=True))
+        places = [shot_places([(i, _to_source(t.box, size, frame), t.text)
+                               for i in indices for t in found[i]], self.config.same_place_overlap)
+                  for indices in plan]
+        return [(index, len(indices), shot)
+                for index, indices, shot in zip(chunk.shots, plan, places, strict=True)]
 
-    def join(self, record: Record, results: list[list[tuple[int, dict]]]) -> Record:
-        """Write each shot's crop; drop shots whose crop keeps too little of the frame."""
+    def join(self, record: Record, results: list[list[tuple[int, int, list[Place]]]]) -> Record:
+        """Write each shot's crop, clear of its own text and the video's persistent text; drop
+        shots whose crop keeps too little of the frame."""
         record["ocr_engine"] = self.config.engine
-        for result in results:
-            for index, crop in result:
-                shot = record["shots"][index]
-                shot.update(crop)
-                kept = shot["crop_kept_fraction"]
-                if kept < self.config.min_kept_fraction:
-                    drop_shot(shot, self.name, ShotCropRule.TEXT_COVERS_FRAME, kept,
-                              f"crop keeps {kept:.3f} of the frame < "
-                              f"{self.config.min_kept_fraction}")
+        read = [shot for result in results for shot in result]
+        video = persistent_places([places for _, _, places in read], self.config)
+        picture, frame = active_picture(record), (record["width"], record["height"])
+        for index, frames, places in read:
+            shot = record["shots"][index]
+            shot.update(crop_shot(excluded_places(places, video, self.config), frames, picture,
+                                  frame, self.config))
+            kept = shot["crop_kept_fraction"]
+            if kept < self.config.min_kept_fraction:
+                drop_shot(shot, self.name, ShotCropRule.TEXT_COVERS_FRAME, kept,
+                          f"crop keeps {kept:.3f} of the frame < {self.config.min_kept_fraction}")
         return record
 
     def _ocr(self) -> OcrEngine:
@@ -194,39 +203,24 @@ def shot_frames(shot: dict[str, Any], count: int, num_frames: int) -> list[int]:
 
 
 def crop_shot(
-    boxes: list[tuple[int, Rect, str]], frames: int, active: Rect, frame: tuple[int, int],
+    places: list[Place], frames: int, active: Rect, frame: tuple[int, int],
     config: ShotCropConfig,
 ) -> dict[str, Any]:
-    """The shot's columns from its ``(frame index, source box, text)`` reads on ``frames``
-    frames, the active picture ``active`` and the source ``frame`` (width, height), whose aspect
-    the crop keeps."""
-    places = []
-    for group in group_by_place([(f, b) for f, b, _ in boxes], config.same_place_overlap):
-        seen = len({boxes[i][0] for i in group})
-        if seen >= config.min_static_frames or config.exclude_transient:
-            texts = distinct_texts([boxes[i][2] for i in group])
-            places.append((union([boxes[i][1] for i in group]), " | ".join(texts), seen))
-    obstacles = [expand(p[0], config.margin_px, active) for p in places]
-    crop = largest_crop(active, obstacles, frame) or (0, 0, 0, 0)
+    """The shot's columns from the ``places`` it excludes, read on ``frames`` frames, the active
+    picture ``active`` and the source ``frame`` (width, height), whose aspect the crop keeps."""
+    obstacles = [expand(p.box, config.margin_px, active) for p in places]
+    crop = even_crop(active, obstacles, frame) or (0, 0, 0, 0)
     return {
         "ocr_frames": frames,
-        "ocr_boxes": [list(p[0]) for p in places],
-        "ocr_texts": [p[1] for p in places],
-        "ocr_seen": [p[2] for p in places],
+        "ocr_boxes": [list(p.box) for p in places],
+        "ocr_texts": [" | ".join(distinct_texts(list(p.texts))) for p in places],
+        "ocr_seen": [len(p.frames) for p in places],
+        "crop_obstacles": [list(o) for o in obstacles],
         "crop_x": crop[0], "crop_y": crop[1],
         "crop_w": crop[2] - crop[0], "crop_h": crop[3] - crop[1],
         "crop_kept_fraction": round((crop[2] - crop[0]) * (crop[3] - crop[1])
                                     / float(frame[0] * frame[1]), 6),
     }
-
-
-def active_picture(record: Record) -> Rect:
-    """The picture inside the black borders in source pixels; the whole frame when
-    ``border_w`` is 0 (no border box was found)."""
-    if not record.get("border_w"):
-        return 0, 0, record["width"], record["height"]
-    x, y = record["border_x"], record["border_y"]
-    return x, y, x + record["border_w"], y + record["border_h"]
 
 
 def _to_source(box: Rect, size: tuple[int, int], frame: tuple[int, int]) -> Rect:
