@@ -4,6 +4,7 @@ their timestamps, scaled to the analysis size, optionally decoded ahead in a bac
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -12,6 +13,8 @@ from fractions import Fraction
 from typing import Any, TypeVar
 
 import numpy as np
+
+from media.blockiness import bands_ratio, grid_bands, luma_plane
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -134,8 +137,18 @@ def _analysis_frames(
         yield seconds, analysis_bgr(frame, size)
 
 
-def analysis_bgr(frame: object, size: tuple[int, int]) -> np.ndarray:
-    """A decoded PyAV frame as BGR ``uint8`` at ``size`` (the analysis frames' conversion).
+class AnalysisFrame(np.ndarray):
+    """A BGR analysis frame that also carries rows of the full-resolution luma it was scaled
+    from (:func:`~media.blockiness.grid_bands`; None where the format has no luma plane), for
+    :func:`frame_blockiness`: at analysis size the codec's block grid is gone. To every other
+    reader it is the plain BGR array."""
+
+    grid_bands: np.ndarray | None = None
+
+
+def analysis_bgr(frame: object, size: tuple[int, int]) -> AnalysisFrame:
+    """A decoded PyAV frame as BGR ``uint8`` at ``size`` (the analysis frames' conversion),
+    carrying the rows its blockiness is measured on.
 
     For 4:2:0 the three planes are read in place (no copy of the full-size frame), downscaled
     one by one (luma bilinear, chroma area) and converted at the small size.
@@ -143,6 +156,7 @@ def analysis_bgr(frame: object, size: tuple[int, int]) -> np.ndarray:
     import cv2
 
     width, height = size
+    full_luma = luma_plane(frame)
     if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
         luma, *chroma = (_plane(plane) for plane in frame.planes)
         small = np.concatenate([
@@ -150,8 +164,21 @@ def analysis_bgr(frame: object, size: tuple[int, int]) -> np.ndarray:
             *(cv2.resize(c, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
               .reshape(height // 4, width) for c in chroma),
         ])
-        return cv2.cvtColor(small, cv2.COLOR_YUV2BGR_I420)
-    return frame.reformat(width, height, format="bgr24").to_ndarray()
+        bgr = cv2.cvtColor(small, cv2.COLOR_YUV2BGR_I420)
+    else:
+        bgr = frame.reformat(width, height, format="bgr24").to_ndarray()
+    analysed = bgr.view(AnalysisFrame)
+    if full_luma is not None:
+        analysed.grid_bands = grid_bands(*full_luma)
+    return analysed
+
+
+def frame_blockiness(bgr: np.ndarray) -> float:
+    """The block-edge ratio (:mod:`media.blockiness`) of the full-resolution picture an
+    :func:`analysis_bgr` frame was scaled from; NaN for any other array, and where the picture
+    had no luma plane or was under 9x9."""
+    bands = bgr.grid_bands if isinstance(bgr, AnalysisFrame) else None
+    return math.nan if bands is None else bands_ratio(bands)
 
 
 def _plane(plane: object) -> np.ndarray:

@@ -2,8 +2,11 @@
 
 The shot split decodes every frame once at a fixed analysis width; this module measures a few
 cheap signals on every ``stride``-th of those frames, so shot-level scoring needs no second
-decode and its numbers compare across source resolutions. The signals travel in the record as
-one packed float32 matrix (:func:`pack`) and are read back by :mod:`stages.shot_score.stage`.
+decode and its numbers compare across source resolutions. ``blockiness`` is the exception: the
+codec's block grid is gone at analysis size, so it is the scale-free block-edge ratio of the
+full-resolution picture that each analysis frame carries (:func:`media.stream.frame_blockiness`).
+The signals travel in the record as one packed float32 matrix (:func:`pack`) and are read back
+by :mod:`stages.shot_score.stage`.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ import math
 
 import numpy as np
 
+from media.stream import frame_blockiness
+
 # Column order of the packed matrix; ``frame`` is the frame index the row was measured on.
 SIGNAL_NAMES = ("frame", "clarity", "mean_luma", "underexposed", "overexposed", "noise",
-                "contrast", "colourfulness", "motion")
+                "contrast", "colourfulness", "motion", "blockiness")
 
 # Immerkaer's fast noise estimator: the difference of two Laplacians cancels image structure.
 _NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
@@ -30,7 +35,9 @@ class FrameSignalRecorder:
         self._previous: np.ndarray | None = None
 
     def push(self, index: int, bgr: np.ndarray, luma: np.ndarray) -> None:
-        """Measure frame ``index`` (BGR and its grey version, both uint8) if it is on the stride."""
+        """Measure frame ``index`` (BGR and its grey version, both uint8; the BGR an
+        :func:`~media.stream.analysis_bgr` frame, else blockiness is NaN) if it is on the
+        stride."""
         if index % self.stride:
             return
         import cv2
@@ -55,6 +62,7 @@ class FrameSignalRecorder:
             float(std[0, 0]),
             colourfulness(bgr),
             motion,
+            frame_blockiness(bgr),
         ))
 
     def pack(self, start: int = 0, end: int | None = None) -> bytes:

@@ -34,6 +34,12 @@ class ShotFilterConfig(BaseModel):
     min_colourfulness: float | None = Field(None, ge=0)
     min_motion: float | None = Field(None, ge=0, description="Median frame-to-frame change.")
     max_motion: float | None = Field(None, ge=0)
+    max_blockiness: float | None = Field(
+        2.5, ge=0, description="Codec block-edge ratio (1: no grid), as the default fast_decode "
+        "reads it; applies where measured. 2.5 drops severe blocking only: libx264 re-encodes "
+        "of real footage read 2.7-4.1 at CRF 46, 1.3-1.6 at CRF 38; test patterns at most 1.5, "
+        "shots of the 540 kbps BBB film at most 2.24 but for one of 16 frames (2.56) "
+        "(benchmarks/RESULTS.md).")
     drop_frozen: bool = True
     min_aesthetic: float | None = Field(None, description="Applies when an aesthetic model ran.")
     resources: Resources = Resources(num_cpus=0.1)
@@ -54,6 +60,7 @@ class ShotFilterRule(StrEnum):
     MIN_COLOURFULNESS = "min_colourfulness"
     MIN_MOTION = "min_motion"
     MAX_MOTION = "max_motion"
+    MAX_BLOCKINESS = "max_blockiness"
     MIN_AESTHETIC = "min_aesthetic"
 
 
@@ -70,6 +77,11 @@ _RULES = [
     Threshold(_R.MIN_COLOURFULNESS, "vqa_colourfulness", "min"),
     Threshold(_R.MIN_MOTION, "vqa_motion", "min"),
     Threshold(_R.MAX_MOTION, "vqa_motion", "max"),
+]
+# rules over scores that may be unknown (null), applied only where they are known
+_WHERE_KNOWN = [
+    Threshold(_R.MAX_BLOCKINESS, "vqa_blockiness", "max"),
+    Threshold(_R.MIN_AESTHETIC, "vqa_aesthetic", "min"),
 ]
 
 
@@ -89,8 +101,7 @@ class ShotFilterStage(ConfiguredStage[ShotFilterConfig]):
                 drop_shot(shot, self.name, _R.DROP_FROZEN, True, "no pixel moved in the shot")
                 continue
             values = dict(shot, duration_s=shot["end_time"] - shot["start_time"])
-            rules = _RULES if shot.get("vqa_aesthetic") is None else [
-                *_RULES, Threshold(_R.MIN_AESTHETIC, "vqa_aesthetic", "min")]
+            rules = [*_RULES, *(t for t in _WHERE_KNOWN if shot.get(t.column) is not None)]
             broken = first_broken_rule(values, self.config, rules)
             if broken is not None:
                 drop_shot(shot, self.name, broken.rule, broken.value, broken.detail)

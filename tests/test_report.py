@@ -112,7 +112,7 @@ def test_report_renders_counts_and_frames_in_chromium(
     sheet_frames = 2 * sum(len(s["shots"]) for s in load_output(curated).samples)
     assert len(re.findall(r'<img [^>]*src="data:image/jpeg;base64,', dom)) == sheet_frames
     assert f'id="rendered">{sheet_frames} of {sheet_frames}<' in dom  # every image decoded
-    assert len(re.findall(r'<figure class="hist"', dom)) == 13
+    assert len(re.findall(r'<figure class="hist"', dom)) == 14  # 10 vqa_* and 4 vs_* scores
     contrast = re.search(r'data-score="vqa_contrast".*?</figure>', dom, re.S).group(0)
     assert '<line class="limit"' in contrast and "min 4" in contrast
     assert not re.search(r'(src|href)="https?:', dom)

@@ -1,8 +1,10 @@
-"""Shot score stage (VQA): clarity, exposure, noise, contrast, colourfulness, motion, aesthetics.
+"""Shot score stage (VQA): clarity, exposure, noise, contrast, colourfulness, motion, blockiness,
+aesthetics.
 
 The signals come from the shot-split pass (:mod:`stages.frame_signals`): every ``stride``-th frame
 was measured at the fixed analysis width, so this stage decodes nothing for them and the scores
-compare across source resolutions. Per live shot it writes the ``vqa_*`` columns (medians over the
+compare across source resolutions (``vqa_blockiness`` by being a ratio: it needs the full-resolution
+picture, :mod:`media.blockiness`). Per live shot it writes the ``vqa_*`` columns (medians over the
 shot's measured frames; exposure as means) and ``vqa_frozen`` (no pixel moved). When an aesthetic
 model is configured (:mod:`stages.shot_score.aesthetic`), ``vqa_aesthetic`` comes from it.
 """
@@ -34,6 +36,8 @@ VQA_MEANINGS = {
     "contrast": "median luma standard deviation",
     "colourfulness": "median Hasler-Suesstrunk colourfulness",
     "motion": "median frame-to-frame change within the shot",
+    "blockiness": "median codec block-edge ratio, full-resolution luma (1: no grid; null: "
+                  "no luma plane)",
     "aesthetic": "the aesthetic model's score (null without one)",
 }
 VQA_SCORES = tuple(VQA_MEANINGS)
@@ -85,4 +89,7 @@ def score_shot(signals: np.ndarray, start: int, end: int, frozen_motion: float) 
     motion = motion[np.isfinite(motion)]
     scores["vqa_motion"] = float(np.median(motion)) if motion.size else None
     scores["vqa_frozen"] = bool(motion.size and motion.max() < frozen_motion)
+    blockiness = rows[:, _COLUMN["blockiness"]]
+    blockiness = blockiness[np.isfinite(blockiness)]  # NaN: no luma plane to measure
+    scores["vqa_blockiness"] = float(np.median(blockiness)) if blockiness.size else None
     return scores
