@@ -80,6 +80,10 @@ class ShotSplitConfig(BaseModel):
     analysis_width: int = Field(256, ge=32, description="Width frames are decoded at.")
     cut_threshold: float = Field(27.0, gt=0, description="ContentDetector threshold.")
     min_shot_s: float = Field(0.5, ge=0, description="Shortest shot, in seconds.")
+    spike_ratio: float | None = Field(
+        5.0, gt=1, description="A frame scoring between 2/3 of cut_threshold and it is a cut "
+        "when it scores this many times the mean of the half second each side "
+        "(stages/shot_split/spikes.py); null: off.")
     moved_correlation: float = Field(
         0.35, gt=0, le=1, description="A cut's two frames phase-correlating at least this well "
         "are one picture moved (a fast pan), not a cut (stages/shot_split/motion.py).")

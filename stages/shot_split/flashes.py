@@ -20,11 +20,11 @@ from stages.shot_split.transitions import Span, hsv_distance
 
 class FlashFinder:
     """Spans ``[jump, return)`` where the picture jumped (a content score at or above
-    ``threshold``) and, within ``max_frames``, came back to within ``threshold / 2`` of the
-    frame before the jump (the content score's own scale, on HSV frames)."""
+    ``jump``) and, within ``max_frames``, came back to within ``back`` of the frame before the
+    jump (the content score's own scale, on HSV frames)."""
 
-    def __init__(self, threshold: float, max_frames: int) -> None:
-        self.threshold, self.max_frames = threshold, max_frames
+    def __init__(self, jump: float, back: float, max_frames: int) -> None:
+        self.jump, self.back, self.max_frames = jump, back, max_frames
         self.flashes: list[Span] = []
         self._before: deque[tuple[int, np.ndarray]] = deque()  # (jump frame, frame before it)
         self._previous: np.ndarray | None = None
@@ -34,10 +34,10 @@ class FlashFinder:
         while self._before and index - self._before[0][0] > self.max_frames:
             self._before.popleft()
         for jump, before in self._before:
-            if index > jump and hsv_distance(before, hsv) < self.threshold / 2:
+            if index > jump and hsv_distance(before, hsv) < self.back:
                 self.flashes.append(Span(jump, index))
                 self._before.clear()
                 break
-        if score >= self.threshold and self._previous is not None:
+        if score >= self.jump and self._previous is not None:
             self._before.append((index, self._previous))
         self._previous = hsv

@@ -48,7 +48,7 @@ def learned_boundaries(cut: np.ndarray, span: np.ndarray, threshold: float,
             spans.append(Span(first + start, first + end))
             continue
         peak = start + int(np.argmax(np.nan_to_num(cut[start:end], nan=0.0)))
-        if 0 < peak < len(cut) - 1:  # at either end, the windows' padding looks like a cut
+        if 0 < peak < len(cut) - 2:  # a one-frame shot at either end: the windows' padding
             cuts.append(first + peak + 1)
     return sorted(set(cuts)), _distinct(spans)
 

@@ -29,7 +29,8 @@ from media.stream import analysis_bgr, iter_analysis_frames, prefetched
 from stages.frame_signals import FrameSignalRecorder
 from stages.shot_split.flashes import FlashFinder
 from stages.shot_split.learned import LearnedFeed
-from stages.shot_split.motion import correlation_peak
+from stages.shot_split.motion import correlation, same_picture
+from stages.shot_split.spikes import FLOOR as SPIKE_FLOOR
 from stages.shot_split.transitions import (
     ContentScore,
     GradualTransitionDetector,
@@ -69,6 +70,7 @@ class PassResult:
     model_frames: int = 0  # frames the learned model ran over, context included
     flashes: list[Span] = dataclasses.field(default_factory=list)  # jumps that came back
     moved: list[int] = dataclasses.field(default_factory=list)  # cut scores that were motion
+    still: list[int] = dataclasses.field(default_factory=list)  # the same picture re-encoded
 
 
 @dataclass(frozen=True)
@@ -131,10 +133,12 @@ def _analyse(frames: Iterable[tuple[int, float, np.ndarray]], start: int, end: i
     gradual = GradualTransitionDetector(config.gradual, fps)
     signals = FrameSignalRecorder(**config.signals.model_dump())
     learned = LearnedFeed.for_config(config, fps, start, end)
-    flashes = FlashFinder(config.cut_threshold, max(1, round(config.min_shot_s * fps)))
+    flashes = FlashFinder(SPIKE_FLOOR * config.cut_threshold, config.cut_threshold / 2,
+                          max(1, round(config.min_shot_s * fps)))
     scores: list[float] = []
     times: list[float] = []
     moved: list[int] = []
+    still: list[int] = []
     last, previous_luma = -1, None
     for index, seconds, bgr in frames:
         score = content.push(bgr)
@@ -142,9 +146,12 @@ def _analyse(frames: Iterable[tuple[int, float, np.ndarray]], start: int, end: i
             scores.append(score)
             times.append(seconds)
         luma = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-        if score >= config.cut_threshold and previous_luma is not None and (
-                correlation_peak(previous_luma, luma) >= config.moved_correlation):
-            moved.append(index)
+        if score >= SPIKE_FLOOR * config.cut_threshold and previous_luma is not None:
+            shift, response = correlation(previous_luma, luma)
+            if same_picture(shift, response):
+                still.append(index)
+            elif response >= config.moved_correlation:
+                moved.append(index)
         previous_luma = luma
         signals.push(index, bgr, luma)
         if config.gradual.enabled:
@@ -160,6 +167,7 @@ def _analyse(frames: Iterable[tuple[int, float, np.ndarray]], start: int, end: i
     result = PassResult(start, np.asarray(scores), times, spans, signals.pack(start, owned_end))
     result.flashes = [f for f in flashes.flashes if start <= f.start < owned_end]
     result.moved = [i for i in moved if start <= i < owned_end]
+    result.still = [i for i in still if start <= i < owned_end]
     if learned is not None:
         result.learned = learned.finish(gradual.runs)
         result.model_frames = learned.scorer.frames_run

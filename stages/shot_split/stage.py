@@ -38,6 +38,7 @@ from stages.shot_split.config import ShotSplitConfig
 from stages.shot_split.fusion import fused_boundaries, in_flash, learned_boundaries
 from stages.shot_split.learned import model_name, threshold
 from stages.shot_split.passes import PassResult, ShotPiece, piece_pass, whole_pass
+from stages.shot_split.spikes import spike_cuts, standout
 from stages.shot_split.transitions import Span, content_cuts, label_boundaries, tile_shots
 
 log = logging.getLogger(__name__)
@@ -205,11 +206,18 @@ def boundaries_from(results: list[PassResult], fps: float, min_shot_frames: int,
         cut, span = (np.concatenate([r.learned[i] for r in results]) for i in (0, 1))
         if config.detector != "fused":
             return learned_boundaries(cut, span, threshold(config), config.gradual.min_frames)
-    cuts = content_cuts(np.concatenate([r.scores for r in results]), config.cut_threshold,
-                        min_shot_frames, fps)
+    scores = np.concatenate([r.scores for r in results])
+    cuts = content_cuts(scores, config.cut_threshold, min_shot_frames, fps)
+    window, ratio = max(1, round(fps / 2)), config.spike_ratio or math.inf
+    if config.spike_ratio is not None:
+        spikes = spike_cuts(scores, config.cut_threshold, ratio, window)
+        cuts = sorted(cuts + [s for s in spikes
+                              if all(abs(s - c) >= min_shot_frames for c in cuts)])
     flashes = [flash for result in results for flash in result.flashes]
     moved = {index for result in results for index in result.moved}
-    cuts = [c for c in cuts if c not in moved and not in_flash(c, flashes)]
+    still = {index for result in results for index in result.still}
+    cuts = [c for c in cuts if not in_flash(c, flashes) and c not in still
+            and (c not in moved or standout(scores, c, window) >= ratio)]
     if config.detector == "content":
         return cuts, spans
     return fused_boundaries(cuts, spans, flashes, cut, span, threshold(config),
