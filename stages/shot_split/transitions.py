@@ -105,6 +105,8 @@ class GradualTransitionDetector:
     def __init__(self, config: GradualConfig, fps: float) -> None:
         self.config = config
         self.max_frames = max(config.min_frames + 1, int(round(config.max_seconds * fps)))
+        self.max_hold = max(2, round(fps / 2))
+        self._held = 0
         self.spans: list[Span] = []
         # every run long enough to test whose ends differ like two shots, blend or not
         self.runs: list[Span] = []
@@ -128,6 +130,13 @@ class GradualTransitionDetector:
         if diff >= self._run_threshold:
             if not self._run:
                 self._run, self._run_start, self._run_diffs = [prev], index, []
+                self._held = 0
+            self._run.append(luma)
+            self._run_diffs.append(diff)
+            self._check_run_length(index + 1)
+        elif (self._run and self._held < self.max_hold
+              and max(float(prev.mean()), float(luma.mean())) <= self.config.dark_luma):
+            self._held += 1  # black held (up to half a second) between a fade out and in
             self._run.append(luma)
             self._run_diffs.append(diff)
             self._check_run_length(index + 1)
@@ -161,11 +170,11 @@ class GradualTransitionDetector:
     def state(self) -> tuple:
         """Everything :meth:`push` depends on (not the spans found), for :meth:`restore`."""
         return (self._prev, tuple(self._recent), list(self._run), self._run_start,
-                list(self._run_diffs), self._run_threshold)
+                list(self._run_diffs), self._run_threshold, self._held)
 
     def restore(self, state: tuple) -> None:
         """Continue from a :meth:`state` taken earlier (frame arrays are shared, never changed)."""
-        self._prev, recent, run, self._run_start, diffs, self._run_threshold = state
+        self._prev, recent, run, self._run_start, diffs, self._run_threshold, self._held = state
         self._recent = deque(recent, maxlen=self._recent.maxlen)
         self._run, self._run_diffs = list(run), list(diffs)
 
@@ -176,12 +185,18 @@ class GradualTransitionDetector:
             return
         if float(np.abs(run[-1] - run[0]).mean()) >= self.config.min_total_change:
             self.runs.append(Span(start, end - 1))
-        # one step making a third of the change is a hard cut inside the run, not a blend
-        gradual = max(self._run_diffs) <= float(np.abs(run[-1] - run[0]).mean()) / 3
-        if (gradual and (self._is_blend(run) or self._is_wipe(run))
-                or self._is_fade_through_dark(run)):
+        fade = self._fade_through_dark(run)
+        settled = self._settled(run)
+        if self._is_gradual(run) and (self._is_blend(run) or self._is_wipe(run)):
             # run[-1] (frame end-1) is the first frame of settled new content.
             self.spans.append(Span(start, end - 1))
+        elif fade is not None:  # run[i] is frame start - 1 + i
+            self.spans.append(Span(start + fade[0], start - 1 + fade[1]))
+        elif settled is not None and self._is_gradual(run[:settled + 1]) and self._is_blend(
+                run[:settled + 1]):  # a dissolve into a moving shot: the run went on
+            self.spans.append(Span(start, start - 1 + settled))
+        elif (dark := self._first_dark(run)) is not None and self._is_blend(run[:dark + 1]):
+            self.spans.append(Span(start, start - 1 + dark))  # a fade out to a held black
 
     def _is_blend(self, run: list[np.ndarray], min_total: float | None = None) -> bool:
         """The middle frame is close to the average of the first and last: a dissolve/fade."""
@@ -208,14 +223,43 @@ class GradualTransitionDetector:
                 return False
         return True
 
-    def _is_fade_through_dark(self, run: list[np.ndarray]) -> bool:
-        """A fade out to a dark frame followed by a fade in: two blends meeting at the darkest."""
-        means = [float(f.mean()) for f in run]
-        dark = int(np.argmin(means))
-        if means[dark] > self.config.dark_luma or dark < 2 or dark > len(run) - 3:
-            return False
+    def _is_gradual(self, run: list[np.ndarray]) -> bool:
+        """No one step makes a third of the change: else it is a hard cut inside the run."""
+        steps = [float(np.abs(b - a).mean()) for a, b in zip(run, run[1:], strict=False)]
+        return max(steps) <= float(np.abs(run[-1] - run[0]).mean()) / 3
+
+    def _settled(self, run: list[np.ndarray]) -> int | None:
+        """Index of the first frame of ``run`` that is nine tenths of the way from the first
+        frame to the farthest frame, when that comes before the run's end (what follows it is
+        the new shot's own motion), or None."""
+        away = [float(np.abs(frame - run[0]).mean()) for frame in run]
+        settled = int(np.flatnonzero(np.array(away) >= 0.9 * max(away))[0])
+        return settled if self.config.min_frames <= settled < len(run) - 1 else None
+
+    def _first_dark(self, run: list[np.ndarray]) -> int | None:
+        """Index of the first dark frame of ``run`` after at least ``min_frames`` of change."""
+        dark = [i for i, frame in enumerate(run) if float(frame.mean()) <= self.config.dark_luma]
+        return dark[0] if dark and dark[0] >= self.config.min_frames else None
+
+    def _fade_through_dark(self, run: list[np.ndarray]) -> tuple[int, int] | None:
+        """A fade out to dark, maybe a held black, and a fade in: two blends meeting in the
+        dark. Returns (last frame before the fade out, first frame after the fade in) as
+        indices into ``run``, each where the brightness gets within a tenth of its level on
+        that side (motion before or after the fade is left out), or None."""
+        means = np.array([float(f.mean()) for f in run])
+        dark = np.flatnonzero(means <= self.config.dark_luma)
+        if dark.size == 0 or dark[0] < 2 or dark[-1] > len(run) - 3:
+            return None
+        first_dark = int(dark[0])
+        last_dark = first_dark + int(np.argmax(np.diff(np.append(dark, -1)) != 1))
+        out_level, in_level = means[:first_dark].max(), means[last_dark:].max()
+        start = int(np.flatnonzero(means[:first_dark] >= 0.9 * out_level)[-1])
+        end = last_dark + int(np.flatnonzero(means[last_dark:] >= 0.9 * in_level)[0])
         half = self.config.min_total_change / 2
-        return self._is_blend(run[: dark + 1], half) and self._is_blend(run[dark:], half)
+        if self._is_blend(run[start:first_dark + 1], half) and (
+                self._is_blend(run[last_dark:end + 1], half)):
+            return start, end
+        return None
 
 
 class SparseGradualDetector:
