@@ -58,16 +58,19 @@ def prefetched(items: Iterator[T], depth: int) -> Iterator[T]:
 
 
 def iter_analysis_frames(
-    path: str, size: tuple[int, int], skip_loop_filter: bool = True, prefetch: int = 0
+    path: str, size: tuple[int, int], skip_loop_filter: bool = True, prefetch: int = 0,
+    band_stride: int = 1,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """(presentation time in s, BGR frame at ``size``) for every frame, in one PyAV pass.
 
     The fast path for full-video analysis. The decoder skips the deblocking filter (invisible
     at analysis size) and the three YUV 4:2:0 planes are downscaled before colour conversion,
     so the pass costs about one plain decode (benchmarks/RESULTS.md). With ``prefetch`` > 0 the
-    decoding runs in a background thread that many frames ahead of the caller.
+    decoding runs in a background thread that many frames ahead of the caller. Only every
+    ``band_stride``-th frame carries its blockiness rows (copying them costs about a tenth of a
+    decode per frame; the signals measure every ``stride``-th frame only).
     """
-    frames = _analysis_frames(path, size, skip_loop_filter)
+    frames = _analysis_frames(path, size, skip_loop_filter, band_stride)
     return prefetched(frames, prefetch) if prefetch > 0 else frames
 
 
@@ -131,10 +134,10 @@ def iter_timed_frames(
 
 
 def _analysis_frames(
-    path: str, size: tuple[int, int], skip_loop_filter: bool
+    path: str, size: tuple[int, int], skip_loop_filter: bool, band_stride: int
 ) -> Iterator[tuple[float, np.ndarray]]:
-    for _, seconds, frame in iter_timed_frames(path, skip_loop_filter):
-        yield seconds, analysis_bgr(frame, size)
+    for index, seconds, frame in iter_timed_frames(path, skip_loop_filter):
+        yield seconds, analysis_bgr(frame, size, bands=index % band_stride == 0)
 
 
 class AnalysisFrame(np.ndarray):
@@ -146,9 +149,9 @@ class AnalysisFrame(np.ndarray):
     grid_bands: np.ndarray | None = None
 
 
-def analysis_bgr(frame: object, size: tuple[int, int]) -> AnalysisFrame:
+def analysis_bgr(frame: object, size: tuple[int, int], bands: bool = True) -> AnalysisFrame:
     """A decoded PyAV frame as BGR ``uint8`` at ``size`` (the analysis frames' conversion),
-    carrying the rows its blockiness is measured on.
+    carrying the rows its blockiness is measured on when ``bands`` is set.
 
     For 4:2:0 the three planes are read in place (no copy of the full-size frame), downscaled
     one by one (luma bilinear, chroma area) and converted at the small size.
@@ -156,7 +159,7 @@ def analysis_bgr(frame: object, size: tuple[int, int]) -> AnalysisFrame:
     import cv2
 
     width, height = size
-    full_luma = luma_plane(frame)
+    full_luma = luma_plane(frame) if bands else None
     if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
         luma, *chroma = (_plane(plane) for plane in frame.planes)
         small = np.concatenate([

@@ -101,7 +101,8 @@ def whole_pass(path: str, size: tuple[int, int], fps: float,
 def full_pass(path: str, size: tuple[int, int], fps: float, config: ShotSplitConfig) -> PassResult:
     """Every frame of the video at ``path``, decoded once from the start."""
     frames = ((index, seconds, bgr) for index, (seconds, bgr) in enumerate(
-        iter_analysis_frames(path, size, config.fast_decode, config.prefetch_frames)))
+        iter_analysis_frames(path, size, config.fast_decode, config.prefetch_frames,
+                             config.signals.stride)))
     return _analyse(frames, 0, None, fps, config)
 
 
@@ -110,7 +111,9 @@ def piece_pass(path: str, size: tuple[int, int], fps: float, piece: ShotPiece,
     """Every frame of ``piece``, decoded from the keyframe at or before its ``warm_start`` with
     ``threads`` decoder threads (None: FFmpeg's choice)."""
     decoded = iter_frames_from(path, piece.grid, piece.warm_start, config.fast_decode, threads)
-    frames = ((index, seconds, analysis_bgr(frame, size)) for index, seconds, frame in
+    stride = config.signals.stride  # the frames whose blockiness the signals measure
+    frames = ((index, seconds, analysis_bgr(frame, size, bands=index % stride == 0))
+              for index, seconds, frame in
               itertools.takewhile(lambda item: item[0] < piece.decode_end, decoded))
     if config.prefetch_frames > 0 and threads != 1:  # on one CPU a second thread only costs
         frames = prefetched(frames, config.prefetch_frames)
