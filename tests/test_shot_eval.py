@@ -21,7 +21,6 @@ from tests.shot_eval import (
     match_transitions,
     predicted_boundaries,
     score_film,
-    trailer_path,
 )
 from tests.shot_eval_run import FilmResult, detector_config, evaluate, summarize
 
@@ -42,12 +41,9 @@ def blend(start: int, end: int) -> Predicted:
 
 
 @pytest.fixture(scope="session")
-def eval_set(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every film of the set, generated ones built into a fresh folder."""
-    try:
-        trailer_path()
-    except (subprocess.CalledProcessError, OSError) as err:
-        pytest.skip(f"trailer_bbb.mp4 is not available: {err}")
+def eval_set(trailer: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every film of the set (the trailer fixture skips it when the footage cannot be had),
+    generated ones built into a fresh folder."""
     return build_set(tmp_path_factory.mktemp("shot_eval"))
 
 
