@@ -56,10 +56,11 @@ def learned_boundaries(cut: np.ndarray, span: np.ndarray, threshold: float,
 def fused_boundaries(content_cuts: list[int], gradual_spans: list[Span], flashes: list[Span],
                      cut: np.ndarray, span: np.ndarray, threshold: float, confirm: float,
                      min_frames: int) -> tuple[list[int], list[Span]]:
-    """(cut frames, transition spans) by the vote in the module docstring; ``cut`` and ``span``
-    cover every frame of the video, NaN where the model did not look."""
-    kept = [c for c in content_cuts
-            if _confirmed(cut, c, confirm) and not in_flash(c, flashes)]
+    """(cut frames, transition spans) by the vote in the module docstring; ``content_cuts``
+    are already cleared of flashes and pans (:func:`stages.shot_split.stage.boundaries_from`),
+    the model's own cuts are checked against ``flashes`` here; ``cut`` and ``span`` cover every
+    frame of the video, NaN where the model did not look."""
+    kept = [c for c in content_cuts if _confirmed(cut, c, confirm)]
     model_cuts, model_spans = learned_boundaries(cut, span, threshold, min_frames)
     model_cuts = [c for c in model_cuts if not in_flash(c, flashes)]
     spans = list(gradual_spans)

@@ -118,7 +118,6 @@ class WindowedScorer:
         self._queued: list[tuple[int, int, np.ndarray]] = []  # (first predicted, count, window)
         self._results: list[tuple[int, np.ndarray, np.ndarray]] = []
         self._full = False
-        self.windows_run = 0
         self.frames_run = 0
 
     def request(self, start: int, end: int) -> None:
@@ -205,7 +204,6 @@ class WindowedScorer:
             for row, (first, count, _) in enumerate(same):
                 predicted = slice(CONTEXT, CONTEXT + count)
                 self._results.append((first, cut[row, predicted], span[row, predicted]))
-            self.windows_run += len(same)
             self.frames_run += len(same) * length
 
 
