@@ -127,6 +127,35 @@ def make_flash(path: Path, flash: range, frames: int = 120, w: int = 320, h: int
              *_encode(path, fps)])
 
 
+def make_moving_sweeps(path: Path, source: Path, pieces: list[tuple[int, int]],
+                       joins: list[tuple[str, int]]) -> list[tuple[int, int]]:
+    """Frames ``[start, end)`` of ``source`` for each piece, each joined to the next by the xfade
+    transition ``joins[i]`` = (name, frames); return each transition's span (blend start up to
+    the first frame of the next piece alone)."""
+    fps = _fps(source)
+    graph, spans, length, last = "", [], 0, "p0"
+    for i, (start, end) in enumerate(pieces):
+        graph += f"[0:v]trim=start_frame={start}:end_frame={end},setpts=PTS-STARTPTS[p{i}];"
+    length = pieces[0][1] - pieces[0][0]
+    for i, ((name, frames), (start, end)) in enumerate(zip(joins, pieces[1:], strict=True)):
+        offset = length - frames
+        graph += (f"[{last}][p{i + 1}]xfade=transition={name}:duration={frames / fps}:"
+                  f"offset={offset / fps}[j{i}];")
+        spans.append((offset, length))
+        length, last = offset + end - start, f"j{i}"
+    _ffmpeg(["-i", str(source), "-filter_complex", graph.rstrip(";"), "-map", f"[{last}]",
+             *_encode(path, round(fps))])
+    return spans
+
+
+def _fps(path: Path) -> float:
+    rate = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                           "stream=r_frame_rate", "-of", "csv=p=0", str(path)],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    numerator, denominator = rate.split("/")
+    return int(numerator) / int(denominator)
+
+
 def misleading_grid(grid: FrameGrid) -> FrameGrid:
     """Timestamps that mislead a seek: half of ``grid``'s frames, the keyframes renumbered to
     match, so decoded frames turn up where this grid has no frame."""

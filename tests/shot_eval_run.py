@@ -32,11 +32,9 @@ class FilmResult:
 
 
 def detector_config(detector: str | None) -> ShotSplitConfig:
-    """Shot split settings for ``detector`` (None: the defaults). ``content`` is the default
-    while the config has no ``detector`` field; another name then raises pydantic's
-    ValidationError, as does a name the field does not allow."""
-    if detector is None or (detector == "content"
-                            and "detector" not in ShotSplitConfig.model_fields):
+    """Shot split settings for ``detector`` (None: the defaults); a name the ``detector``
+    field does not allow raises pydantic's ValidationError."""
+    if detector is None:
         return ShotSplitConfig()
     return ShotSplitConfig.model_validate({"detector": detector})
 

@@ -66,3 +66,27 @@ def test_cut_filter_merges_cuts_closer_than_min_scene_len_like_scenedetect() -> 
     expected = [tc.frame_num for index, score in enumerate(scores)
                 for tc in reference.filter(FrameTimecode(index, 24.0), score >= 27.0)]
     assert content_cuts(scores, 27.0, 5, 24.0) == expected and expected
+
+
+def test_wipe_and_slide_around_a_short_moving_shot_are_two_transitions(
+        bikes: Path, tmp_path: Path) -> None:
+    """A slide up, 12 frames of a moving street shot, then a wipe down, all on moving footage:
+    one run of change, which the seam test (stages/shot_split/sweeps.py) splits into the two
+    transitions; the pixel tests of a wipe need still shots and saw neither."""
+    import av
+
+    from stages.shot_split.config import ShotSplitConfig
+    from stages.shot_split.stage import detect_shots
+    from tests.media import make_moving_sweeps
+
+    path = tmp_path / "sweeps.mp4"
+    truth = make_moving_sweeps(path, bikes, [(80, 130), (140, 180), (190, 240)],
+                               [("slideup", 16), ("wipedown", 12)])
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        width, height, fps = stream.width, stream.height, float(stream.average_rate)
+    shots, _, _ = detect_shots(str(path), width, height, fps, ShotSplitConfig())
+    found = [(shot["transition_in_start"], shot["transition_in_end"]) for shot in shots[1:]]
+    assert [shot["boundary_in"] for shot in shots[1:]] == ["transition", "transition"], shots
+    for (start, end), (true_start, true_end) in zip(found, truth, strict=True):
+        assert start < true_end and true_start < end, (found, truth)  # the spans overlap

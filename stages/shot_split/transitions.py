@@ -8,9 +8,10 @@ dissolves spread their change over many frames, each below its threshold.
 luma frames: a run of frames whose frame-to-frame change stays above a low threshold is a
 candidate; it is a transition when the frames before and after the run differ a lot *and* the
 middle frame is close to their average, which is what a dissolve or fade is (a camera pan or
-moving object fails this blend test). :func:`label_boundaries` then fuses cuts and spans into one
-ordered list of labelled boundaries, and :func:`tile_shots` turns that into shots that tile the
-video.
+moving object fails this blend test), or a wipe or slide (a pixel test for still shots; on
+moving shots :mod:`stages.shot_split.sweeps` follows the seam). :func:`label_boundaries` then
+fuses cuts and spans into one ordered list of labelled boundaries, and :func:`tile_shots` turns
+that into shots that tile the video.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stages.shot_split.config import GradualConfig
+from stages.shot_split.sweeps import sweeps
 
 BOUNDARY_CLEAN = "clean"
 BOUNDARY_TRANSITION = "transition"
@@ -103,7 +105,7 @@ class GradualTransitionDetector:
     """Online twin-comparison detector fed one small luma frame at a time."""
 
     def __init__(self, config: GradualConfig, fps: float) -> None:
-        self.config = config
+        self.config, self.fps = config, fps
         self.max_frames = max(config.min_frames + 1, int(round(config.max_seconds * fps)))
         self.max_hold = max(2, round(fps / 2))
         self._held = 0
@@ -197,6 +199,9 @@ class GradualTransitionDetector:
             self.spans.append(Span(start, start - 1 + settled))
         elif (dark := self._first_dark(run)) is not None and self._is_blend(run[:dark + 1]):
             self.spans.append(Span(start, start - 1 + dark))  # a fade out to a held black
+        else:  # wipes and slides, maybe with the shot between two of them in the run
+            self.spans.extend(Span(start + first, start + last)
+                              for first, last in sweeps(run, self.fps, self.config.min_frames))
 
     def _is_blend(self, run: list[np.ndarray], min_total: float | None = None) -> bool:
         """The middle frame is close to the average of the first and last: a dissolve/fade."""
