@@ -122,7 +122,8 @@ def plan_lines(plan: list[PlannedStage], options: RunOptions, gpus: int) -> list
         res = planned.resources
         cpus = shares.get(planned.stage.name, res.num_cpus)
         if res.gpu_when_available:
-            device = "1 GPU" if gpus else "CPU only (1 GPU where the cluster has one)"
+            share = f"{res.gpu_share:g} GPU"
+            device = share if gpus else f"CPU only ({share} where the cluster has one)"
         else:
             device = f"{res.num_gpus:g} GPU" if res.num_gpus else "CPU only"
         kind = "actor pool" if planned.actors else "tasks"

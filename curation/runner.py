@@ -179,13 +179,14 @@ def _build_dataset(pending: list[Record], plan: list[PlannedStage],  # noqa: ANN
     actor_cpus = actor_cpu_shares(plan, cluster_cpus)
     for planned in plan:
         res = planned.resources
-        gpus = 1.0 if res.gpu_when_available and cluster_gpus else res.num_gpus
+        gpus = res.gpus_per_worker(cluster_gpus)
         mapper = (RayPieceMapper(planned.stage, res, gpus)
                   if isinstance(planned.stage, ChunkedStage) else None)
         call = (planned.stage, ItemWatchdog(inflight, planned.stage.name, res), mapper)
         if planned.actors:  # a pool of long-lived workers that load their model once
             cpus = actor_cpus[planned.stage.name]
-            most = res.max_workers or max(1, int(cluster_gpus if gpus else cluster_cpus // cpus))
+            most = res.max_workers or max(1, int(cluster_gpus / gpus if gpus
+                                                 else cluster_cpus // cpus))
             dataset = dataset.map(stage_call_class(planned.stage.name), fn_constructor_args=call,
                                   num_cpus=cpus, num_gpus=gpus or None, concurrency=(1, most))
         else:

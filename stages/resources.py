@@ -20,8 +20,12 @@ class Resources(BaseModel):
                             json_schema_extra=SPEED_ONLY)
     num_gpus: float = Field(0.0, ge=0, description="GPUs reserved per worker (0 = CPU only).")
     gpu_when_available: bool = Field(
-        False, description="Take one GPU per worker when the cluster has GPUs, else run on CPU."
+        False, description="Take gpu_share of a GPU per worker when the cluster has GPUs, else "
+        "run on CPU."
     )
+    gpu_share: float = Field(
+        1.0, gt=0, le=1, description="The GPU share a worker takes under gpu_when_available "
+        "(below 1: workers share a GPU).", json_schema_extra=SPEED_ONLY)
     max_workers: int | None = Field(
         None, ge=1, description="Upper bound on concurrent workers; null lets Ray decide.",
         json_schema_extra=SPEED_ONLY,
@@ -34,3 +38,9 @@ class Resources(BaseModel):
     timeout_per_video_second: float = Field(
         4.0, ge=0, description="Extra seconds of the stage's limit per second of video."
     )
+
+    def gpus_per_worker(self, cluster_gpus: float) -> float:
+        """GPUs one worker reserves on a cluster with ``cluster_gpus`` GPUs."""
+        if self.gpu_when_available and cluster_gpus:
+            return self.gpu_share
+        return self.num_gpus

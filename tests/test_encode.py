@@ -129,8 +129,9 @@ def test_encoder_runs_one_x264_thread_so_equal_frames_give_equal_bytes(tmp_path:
     # (benchmarks/RESULTS.md); at this size its automatic choice would be several threads
     path = tmp_path / "wide.mp4"
     cuts = media.make_cuts(path, [24, 24], w=854, h=480)
-    stage = EncodeStage(EncodeConfig(short_side=480), tmp_path / "staging")
+    stage = EncodeStage(EncodeConfig(short_side=480, encoder="libx264"), tmp_path / "staging")
     record = stage.process(_record(path, [0, 48], cuts, 24.0, size=(854, 480)))
+    assert record["samples"][0]["encoder"] == "libx264"
     mp4, _ = _outputs(record)[0]
     settings = mp4[mp4.index(b"x264 - core"):].split(b"\0")[0].decode()
     assert " threads=1 lookahead_threads=1 " in settings, settings

@@ -7,6 +7,7 @@ from pathlib import Path
 from curation.config import parse_config
 from curation.plan import build_plan
 from curation.runner import actor_cpu_shares
+from stages.resources import Resources
 
 
 def _plan(tmp_path: Path, caption: bool, aesthetic: bool) -> list:
@@ -28,3 +29,11 @@ def test_big_cluster_keeps_the_configured_reservations(tmp_path: Path) -> None:
     shares = actor_cpu_shares(_plan(tmp_path, caption=True, aesthetic=False), cluster_cpus=64)
     assert shares == {"shot_caption": 1.0}
     assert actor_cpu_shares(_plan(tmp_path, caption=False, aesthetic=False), 2) == {}
+
+
+def test_a_gpu_share_is_taken_only_where_the_cluster_has_gpus() -> None:
+    shared = Resources(gpu_when_available=True, gpu_share=0.25)
+    assert shared.gpus_per_worker(cluster_gpus=8) == 0.25
+    assert shared.gpus_per_worker(cluster_gpus=0) == 0.0
+    assert Resources(gpu_when_available=True).gpus_per_worker(2) == 1.0
+    assert Resources(num_gpus=0.5).gpus_per_worker(0) == 0.5

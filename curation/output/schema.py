@@ -99,6 +99,7 @@ CLIPS_INDEX = pa.schema([
     ("split_shot", pa.bool_()),
     ("rotation", pa.int32()),
     ("tone_mapped_from", pa.string()),
+    ("encoder", pa.string()),
     ("shots", pa.list_(CLIP_SHOT)),
     ("shard", pa.string()),
     ("key", pa.string()),
@@ -164,5 +165,6 @@ def clip_metadata(record: Record, sample: dict) -> dict:
         "split_shot": sample["split_shot"],
         "rotation": sample.get("rotation", 0),
         "tone_mapped_from": sample.get("tone_mapped_from"),
+        "encoder": sample.get("encoder"),
         "shots": rows,
     })

@@ -7,7 +7,7 @@ frames from their timestamps, exactly as the shot split counted them); a video p
 variable-frame-rate, or one whose frames cannot be numbered by timestamp, is one chunk decoded
 from the start (:func:`media.stream.iter_timed_frames`). Both ends of every sample are
 frame-accurate and no keyframe copy is involved. Frames are cropped, resized and turned upright
-on their YUV planes (:mod:`stages.encode.frames`) and piped raw to libx264
+on their YUV planes (:mod:`stages.encode.frames`) and piped raw to libx264 or NVENC
 (:mod:`stages.encode.writer`), which tone-maps HDR to BT.709. Each sample's mp4 lands in the
 staging folder; the driver packs it into a shard.
 """

@@ -1,5 +1,6 @@
 """One sample's encoder: source frames resampled to the output rate (sample and hold) and piped
-raw to ffmpeg's libx264 in a process that dies with its parent.
+raw to ffmpeg (libx264, or NVENC where the worker has it) in a process that dies with its
+parent.
 
 Output frame ``k`` shows the source frame on screen at ``start + k / fps``, which fixes each
 shot's span in output frames exactly. HDR input (10-bit PQ or HLG) is tone-mapped to BT.709 SDR
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stages.encode.encoders import choose_encoder, codec_options
 from stages.encode.frames import Picture, frame_bytes, hdr_transfer, picture_for
 
 if TYPE_CHECKING:
@@ -48,9 +50,10 @@ def die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
-def encoder_args(path: Path, picture: Picture, first_frame: object, config: EncodeConfig
-                 ) -> list[str]:
-    """ffmpeg's command line: raw ``picture.pix_fmt`` frames on stdin to an H.264 mp4."""
+def encoder_args(path: Path, picture: Picture, first_frame: object, config: EncodeConfig,
+                 encoder: str) -> list[str]:
+    """ffmpeg's command line: raw ``picture.pix_fmt`` frames on stdin to an H.264 mp4 written
+    by ``encoder`` (:mod:`stages.encode.encoders`)."""
     import ffmpeg
 
     w, h = picture.size
@@ -61,12 +64,9 @@ def encoder_args(path: Path, picture: Picture, first_frame: object, config: Enco
     if transfer:
         stream = tone_map(stream, transfer, first_frame)
         tags = _BT709
-    # One x264 thread: frame-threaded x264 wrote different bytes for the same frames from run to
-    # run on a loaded machine (benchmarks/RESULTS.md), and it spends about 5% more CPU; the
-    # runner's parallel pieces keep the cores busy instead.
-    return (stream.output(str(path), vcodec="libx264", pix_fmt="yuv420p", crf=config.crf,
-                          preset=config.preset, threads=1, movflags="+faststart", an=None,
-                          **tags)
+    codec = codec_options(encoder, config.crf, config.preset, config.nvenc_preset)
+    return (stream.output(str(path), pix_fmt="yuv420p", movflags="+faststart", an=None,
+                          **codec, **tags)
             .global_args("-loglevel", "error", "-nostdin").overwrite_output().compile())
 
 
@@ -87,7 +87,7 @@ def tone_map(stream: object, transfer: str, frame: object) -> object:
 
 
 class SampleWriter:
-    """Resamples one sample's frames to the output rate and pipes them to libx264."""
+    """Resamples one sample's frames to the output rate and pipes them to the encoder."""
 
     def __init__(self, sample: dict, folder: Path, config: EncodeConfig, rotation: int,
                  first_frame: object) -> None:
@@ -96,7 +96,8 @@ class SampleWriter:
         self.tone_mapped_from = hdr_transfer(first_frame)
         self.path = folder / f"{sample['sample_id']}.mp4"
         self.tmp = folder / f".{sample['sample_id']}.{os.getpid()}.tmp.mp4"
-        args = encoder_args(self.tmp, self.picture, first_frame, config)
+        self.encoder = choose_encoder(config.encoder)
+        args = encoder_args(self.tmp, self.picture, first_frame, config, self.encoder)
         self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE,
                                         preexec_fn=die_with_parent())
         self.start_seconds: float | None = None
@@ -168,4 +169,5 @@ class SampleWriter:
             "shot_frames": spans,
             "rotation": self.picture.turns * 90,
             "tone_mapped_from": self.tone_mapped_from,
+            "encoder": self.encoder,
         }
