@@ -35,13 +35,13 @@ def main() -> None:
     grid = frame_grid(args.file)
     grid_s = time.perf_counter() - started
     started = time.perf_counter()
-    columns = ShotCropStage(ShotCropConfig()).process_chunk(
+    result = ShotCropStage(ShotCropConfig()).process_chunk(
         record, CropChunk(tuple(range(SHOTS)), grid))
     piece_s = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     print(f"{args.file}: offset {args.offset_s:g} s, grid {'yes' if grid else 'no'} "
           f"({grid_s:.2f} s), piece {piece_s:.1f} s, peak RSS {peak_mib} MiB, "
-          f"shots with text {sum(bool(c['ocr_texts']) for _, c in columns)}")
+          f"shots with text {sum(bool(places) for _, _, places in result.shots)}")
 
 
 if __name__ == "__main__":

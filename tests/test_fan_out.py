@@ -128,7 +128,7 @@ def test_ocr_in_parallel_pieces_equals_the_whole_video_at_once(
     got = pieces.run_chunks(dict(probed, shots=[dict(s) for s in probed["shots"]]),
                             _mapper(pieces))
     assert got == expected
-    assert all(shot["ocr_texts"] and shot["crop_kept_fraction"] < 1 for shot in got["shots"])
+    assert all(shot["ocr_boxes"] and shot["crop_kept_fraction"] < 1 for shot in got["shots"])
 
 
 def test_ocr_pieces_misled_by_the_timestamps_count_frames_from_the_start(tmp_path: Path) -> None:

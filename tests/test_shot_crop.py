@@ -22,7 +22,7 @@ from stages.shot_crop.geometry import (
     intersection,
     largest_crop,
 )
-from stages.shot_crop.ocr import OcrEngine, build_engine, distinct_texts
+from stages.shot_crop.ocr import OcrEngine, build_engine, distinct_texts, ocr_device
 from stages.shot_crop.places import excluded_places, persistent_places, shot_places
 from stages.shot_crop.stage import ShotCropStage, crop_shot, shot_frames
 from stages.shot_merge import ShotMergeConfig, ShotMergeStage
@@ -130,16 +130,18 @@ def _crop_alone(reads: list[tuple[int, Rect, str]], frames: int, config: ShotCro
 def test_transient_text_is_excluded_unless_configured_off() -> None:
     reads = [(0, (0, 300, 640, 360), "BAND"), (1, (0, 300, 640, 360), "BAND"),
              (1, (300, 0, 340, 40), "LOGO")]  # the logo is seen on one of two frames
-    safe = _crop_alone(reads, 2, ShotCropConfig())
+    safe = _crop_alone(reads, 2, ShotCropConfig(read_text=True))
     assert safe["ocr_texts"] == ["BAND", "LOGO"] and safe["ocr_seen"] == [2, 1]
     assert safe["crop_obstacles"] == [[0, 292, 640, 360], [292, 0, 348, 48]]  # 8 px margin
-    lenient = _crop_alone(reads, 2, ShotCropConfig(exclude_transient=False))
+    unread = _crop_alone([(f, box, "") for f, box, _ in reads], 2, ShotCropConfig())
+    assert unread == dict(safe, ocr_texts=None)  # the boxes alone decide the crop
+    lenient = _crop_alone(reads, 2, ShotCropConfig(exclude_transient=False, read_text=True))
     assert lenient["ocr_texts"] == ["BAND"]
     assert lenient["crop_w"] * lenient["crop_h"] > safe["crop_w"] * safe["crop_h"]
 
 
 def test_text_read_in_several_shots_is_excluded_from_every_shot() -> None:
-    config = ShotCropConfig(exclude_transient=False)
+    config = ShotCropConfig(exclude_transient=False, read_text=True)
     shots = [shot_places(reads, 0.5) for reads in [
         [(0, (700, 10, 840, 36), "MOGA TV 24"), (1, (702, 12, 838, 35), "MOGA TV 24"),
          (1, (300, 420, 560, 450), "HELLO")],
@@ -156,6 +158,19 @@ def test_text_read_in_several_shots_is_excluded_from_every_shot() -> None:
     assert [(p.box, len(p.frames)) for p in seen_once] == [((698, 10, 840, 37), 1)]
     assert persistent_places(shots, ShotCropConfig(min_static_shots=4)) == []
     assert persistent_places(shots, ShotCropConfig(min_static_shots=0)) == []
+
+
+def test_unread_text_at_one_place_in_several_shots_is_the_videos() -> None:
+    """Without recognition a place is the video's text by place alone: the watermark and the
+    subtitle band, each seen in two shots; not the caption seen once mid-frame."""
+    config = ShotCropConfig(exclude_transient=False)
+    shots = [shot_places(reads, 0.5) for reads in [
+        [(0, (700, 10, 840, 36), ""), (1, (300, 420, 560, 450), "")],
+        [(5, (280, 420, 580, 450), "")],
+        [(9, (698, 11, 839, 37), ""), (9, (300, 200, 560, 240), "")],
+    ]]
+    found = sorted(p.box for p in persistent_places(shots, config))
+    assert found == [(280, 420, 580, 450), (698, 10, 840, 37)]
 
 
 def test_distinct_texts_merge_noisy_reads_of_one_line() -> None:
@@ -182,7 +197,16 @@ def test_paddleocr_needs_local_model_dirs() -> None:
 
 @pytest.fixture(scope="module")
 def stage() -> ShotCropStage:
+    """The default: detection only (the crop needs boxes, not words)."""
     built = ShotCropStage(ShotCropConfig())
+    built.setup()
+    return built
+
+
+@pytest.fixture(scope="module")
+def reading_stage() -> ShotCropStage:
+    """With recognition: ``ocr_texts`` filled, persistent text matched by its words."""
+    built = ShotCropStage(ShotCropConfig(read_text=True))
     built.setup()
     return built
 
@@ -244,19 +268,25 @@ def _assert_source_aspect(shot: dict, width: int, height: int) -> None:
     assert shot["crop_kept_fraction"] == round(kept, 6)
 
 
+@pytest.mark.parametrize("read", [False, True], ids=["boxes", "read"])
 def test_subtitles_and_watermark_are_cropped_out(
-    stage: ShotCropStage, text_videos: dict[str, tuple[Path, Path]]
+    read: bool, request: pytest.FixtureRequest, text_videos: dict[str, tuple[Path, Path]]
 ) -> None:
+    stage = request.getfixturevalue("reading_stage" if read else "stage")
     video, mask = text_videos["subtitled"]
     record = stage.process(_record(video, SUBTITLED.cuts))
     assert record["status"] == "pending" and record["ocr_engine"] == "rapidocr"
+    assert record["ocr_device"] == ocr_device("auto")  # cpu here: the CPU onnxruntime wheel
     for shot, lines in zip(record["shots"], SUBTITLED.subtitles, strict=True):
         assert shot.get("kept", True) and shot["crop_kept_fraction"] >= 0.5  # measured 0.62
         x0, y0, x1, y1 = _crop(shot)
         assert not _text_mask(mask, shot)[y0:y1, x0:x1].any()
         _assert_source_aspect(shot, 640, 360)
-        texts = _squeezed(shot["ocr_texts"])
-        assert all(line.replace(" ", "") in texts for line in lines + ["MOGA TV"])
+        if read:
+            texts = _squeezed(shot["ocr_texts"])
+            assert all(line.replace(" ", "") in texts for line in lines + ["MOGA TV"])
+        else:
+            assert shot["ocr_texts"] is None
         assert shot["ocr_seen"] == [3, 3] and shot["ocr_frames"] == 3  # band and watermark
 
 
@@ -269,7 +299,6 @@ def test_text_over_the_middle_drops_the_shot(
     assert float(shot["drop_value"]) == shot["crop_kept_fraction"] < 0.25  # measured 0.18
     x0, y0, x1, y1 = _crop(shot)
     assert not _text_mask(mask, shot)[y0:y1, x0:x1].any()
-    assert "BREAKINGNEWSTONIGHT" in _squeezed(shot["ocr_texts"])
 
 
 def test_crop_stays_inside_the_letterbox(
@@ -285,12 +314,16 @@ def test_crop_stays_inside_the_letterbox(
     _assert_source_aspect(shot, 640, 360)
 
 
-def test_trailer_captions_are_read_and_excluded(stage: ShotCropStage, trailer: Path) -> None:
+@pytest.mark.parametrize("read", [False, True], ids=["boxes", "read"])
+def test_trailer_captions_are_found_and_excluded(
+        read: bool, request: pytest.FixtureRequest, trailer: Path) -> None:
+    stage = request.getfixturevalue("reading_stage" if read else "stage")
     shots = stage.process(_record(trailer, TRAILER_CUTS))["shots"]
     assert all("crop_kept_fraction" in s for s in shots)
-    texts = _squeezed([t for s in shots for t in s["ocr_texts"]])
-    for caption in ("Anunluckybird", "Andthreerodentpests", "Revengeiscoming"):
-        assert caption in texts
+    if read:
+        texts = _squeezed([t for s in shots for t in s["ocr_texts"]])
+        for caption in ("Anunluckybird", "Andthreerodentpests", "Revengeiscoming"):
+            assert caption in texts
     for shot in shots:
         crop = _crop(shot)
         assert all(area(intersection(crop, tuple(b))) == 0 for b in shot["ocr_boxes"])
@@ -325,7 +358,7 @@ def test_faint_watermark_stays_out_of_every_sample(
         assert sample["crop_kept_fraction"] >= 0.55  # measured 0.589
 
 
-def test_ocr_reads_few_small_frames_and_recognises_only_boxes(
+def test_ocr_reads_few_small_frames_and_recognises_only_boxes_when_asked(
     text_videos: dict[str, tuple[Path, Path]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shapes: list[tuple[int, ...]] = []
@@ -334,7 +367,7 @@ def test_ocr_reads_few_small_frames_and_recognises_only_boxes(
 
     class Counting:
         def __init__(self, engine: OcrEngine) -> None:
-            self.name, self._engine = engine.name, engine
+            self.name, self.device, self._engine = engine.name, engine.device, engine
 
         def detect(self, image: np.ndarray) -> list[Rect]:
             found = self._engine.detect(image)
@@ -347,11 +380,15 @@ def test_ocr_reads_few_small_frames_and_recognises_only_boxes(
             return self._engine.recognize(images)
 
     monkeypatch.setattr(shot_crop_stage, "build_engine", lambda c: Counting(build_engine(c)))
-    counting = ShotCropStage(ShotCropConfig(detect_width=480, frames_per_shot=2))
-    counting.setup()
-    counting.process(_record(text_videos["subtitled"][0], SUBTITLED.cuts))
-    assert shapes == [(272, 480, 3)] * 4  # 2 shots x 2 frames, at the detect width
-    assert crops == [n for n in boxes if n] and sum(crops) >= 4
+    for read in (False, True):
+        shapes.clear(), boxes.clear(), crops.clear()
+        counting = ShotCropStage(ShotCropConfig(detect_width=480, frames_per_shot=2,
+                                                read_text=read))
+        counting.setup()
+        counting.process(_record(text_videos["subtitled"][0], SUBTITLED.cuts))
+        assert shapes == [(272, 480, 3)] * 4  # 2 shots x 2 frames, at the detect width
+        assert sum(boxes) >= 4
+        assert crops == ([n for n in boxes if n] if read else [])  # recognition only if asked
 
 
 def test_unreadable_video_fails_with_decode_error(stage: ShotCropStage, tmp_path: Path) -> None:
@@ -368,3 +405,19 @@ def test_dropped_shots_are_left_alone(stage: ShotCropStage, text_videos: dict) -
     record["shots"][0]["kept"] = False
     record = stage.process(record)
     assert "crop_w" not in record["shots"][0] and record["shots"][1]["crop_w"] > 0
+
+
+def test_ocr_runs_on_the_gpu_only_where_onnxruntime_and_the_worker_have_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxruntime
+    import torch
+
+    assert ocr_device("cpu") == "cpu" and ocr_device("cuda") == "cuda"
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert ocr_device("auto") == "cpu"  # the CPU-only onnxruntime wheel: no CUDA provider
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert ocr_device("auto") == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert ocr_device("auto") == "cpu"  # a worker Ray gave no GPU

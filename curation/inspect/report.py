@@ -270,7 +270,7 @@ def contact_sheet(sample: dict[str, Any], mp4: bytes, video: dict[str, Any],
         if sources is not None:
             marked = _mark(sources[i], sample["crop"], source_shot["ocr_boxes"] or [])
             images += _img(marked, f"source frame {source_middles[i]}", "source")
-        ocr = " | ".join(source_shot["ocr_texts"] or []) or "none"
+        ocr = _ocr_label(source_shot)
         cards.append(
             f'<figure class="shot {shot["boundary_in"]}">{images}<figcaption>shot {i}: frames '
             f'{shot["start_frame"]}–{shot["end_frame"]} (source {shot["source_start_frame"]}–'
@@ -348,3 +348,11 @@ def _rows_table(header: list[str], rows: list[list[Any]]) -> str:
     body = "\n".join('<tr class="searchable">' + "".join(
         f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows)
     return f"<table class=rows><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _ocr_label(shot: dict) -> str:
+    """What OCR found in a source shot: its texts, or how many boxes it excluded unread."""
+    if shot.get("ocr_texts"):
+        return " | ".join(shot["ocr_texts"])
+    boxes = len(shot.get("ocr_boxes") or [])
+    return f"{boxes} text box{'es' if boxes != 1 else ''}, not read" if boxes else "none"

@@ -25,11 +25,21 @@ class ShotCropConfig(BaseModel):
     )
     frames_per_shot: int = Field(3, ge=1, description="Frames read per shot, spread through it.")
     detect_width: int = Field(640, ge=64, description="Width frames are decoded and read at.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where RapidOCR runs: auto takes the GPU when onnxruntime has its "
+        "CUDA provider (the onnxruntime-gpu package) and the worker has a GPU (give the stage "
+        "resources.gpu_when_available), else the CPU.", json_schema_extra=SPEED_ONLY)
+    read_text: bool = Field(
+        False, description="Also recognise each box's text: fills ocr_texts, vets boxes by "
+        "their reads and matches the video's persistent text by its words (off: boxes alone, "
+        "matched by place; the crop needs only the boxes)."
+    )
     min_text_score: float = Field(
-        0.5, ge=0, le=1, description="Boxes whose recognition scores lower are not text."
+        0.5, ge=0, le=1, description="With read_text: boxes whose recognition scores lower are "
+        "not text."
     )
     min_text_chars: int = Field(
-        2, ge=1, description="Boxes read as fewer letters/digits are not text (texture hits)."
+        2, ge=1, description="With read_text: boxes read as fewer letters/digits are not text."
     )
     same_place_overlap: float = Field(
         0.5, gt=0, le=1, description="Share of the smaller box two boxes share to be one place."
@@ -41,9 +51,9 @@ class ShotCropConfig(BaseModel):
         True, description="Also exclude text seen on fewer frames (brief subtitles, moving text)."
     )
     min_static_shots: int = Field(
-        2, ge=0, description="Shots the same text must be read in at one place to count as the "
-        "video's (a faint watermark OCR misses on some shots) and be excluded from every shot; "
-        "0: off."
+        2, ge=0, description="Shots text must be seen in at one place (with read_text: the "
+        "same words) to count as the video's (a faint watermark OCR misses on some shots) and "
+        "be excluded from every shot; 0: off."
     )
     margin_px: int = Field(8, ge=0, description="Source pixels kept clear around each text place.")
     min_kept_fraction: float = Field(

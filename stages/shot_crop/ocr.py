@@ -12,20 +12,30 @@ import numpy as np
 from stages.shot_crop.config import ShotCropConfig
 from stages.shot_crop.geometry import Rect
 
+# A detected box is a line of text only if it is wider than tall and at most a third of the
+# frame high. Measured (benchmarks/RESULTS.md, issue 18): every texture hit of the detector on
+# fractals, colour bars, bikes and the BBB trailer spans 0.74 to 1.0 of the frame's height or
+# is taller than wide; every subtitle, watermark, caption and title line is 1.9 to 8 times as
+# wide as high and at most 0.33 of the frame high.
+MAX_LINE_HEIGHT = 1 / 3
+MIN_LINE_ASPECT = 1.2
+
 
 @dataclass(frozen=True)
 class TextBox:
-    """One recognised text line on one frame, in decoded-frame pixels."""
+    """One text line on one frame, in decoded-frame pixels; ``text`` is empty and ``score``
+    None where recognition did not run."""
 
     box: Rect
-    text: str
-    score: float
+    text: str = ""
+    score: float | None = None
 
 
 class OcrEngine(Protocol):
     """What the stage needs from an OCR backend."""
 
     name: str
+    device: str
 
     def detect(self, image: np.ndarray) -> list[Rect]:
         """Axis-aligned boxes of text lines in a BGR image."""
@@ -39,9 +49,10 @@ class RapidOcrEngine:
 
     name = "rapidocr"
 
-    def __init__(self, detect_width: int, threads: int) -> None:
+    def __init__(self, detect_width: int, threads: int, device: str = "cpu") -> None:
         from rapidocr import RapidOCR
 
+        self.device = device
         self._ocr = RapidOCR(params={
             "Global.log_level": "error",  # "detection result is empty" is a warning per frame
             "Global.use_cls": False,  # video text is upright
@@ -49,6 +60,7 @@ class RapidOcrEngine:
             "Det.limit_side_len": detect_width,
             "EngineConfig.onnxruntime.intra_op_num_threads": threads,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+            "EngineConfig.onnxruntime.use_cuda": device == "cuda",
         })
 
     def detect(self, image: np.ndarray) -> list[Rect]:
@@ -65,6 +77,7 @@ class PaddleOcrEngine:
     """PaddleOCR 3 detection and recognition modules loaded from local model folders."""
 
     name = "paddleocr"
+    device = "cpu"
 
     def __init__(self, det_dir: str, rec_dir: str, detect_width: int) -> None:
         from paddleocr import TextDetection, TextRecognition
@@ -86,22 +99,43 @@ def build_engine(config: ShotCropConfig) -> OcrEngine:
         return PaddleOcrEngine(str(config.paddle_det_model_dir), str(config.paddle_rec_model_dir),
                                config.detect_width)
     threads = max(1, round(config.resources.num_cpus))
-    return RapidOcrEngine(config.detect_width, threads)
+    return RapidOcrEngine(config.detect_width, threads, ocr_device(config.device))
+
+
+def ocr_device(device: str) -> str:
+    """``auto``: cuda where onnxruntime has its CUDA provider and this worker sees a GPU (Ray
+    gives GPUs to GPU tasks only), else cpu. A CPU-only onnxruntime never imports torch here."""
+    if device != "auto":
+        return device
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def read_text(engine: OcrEngine, frame: np.ndarray, config: ShotCropConfig) -> list[TextBox]:
-    """Text lines on one RGB frame: detection on the whole frame, recognition on its boxes.
+    """Text lines on one RGB frame: detection on the whole frame, kept where a box has a text
+    line's shape, and with ``read_text`` recognition on those boxes.
 
-    Recognition also vets detection: a box read with a low score or as a single character is
-    most often texture (foliage, fractals and colour bars all make such hits)."""
+    Recognition then also vets detection: a box read with a low score or as a single character
+    is most often texture (foliage, fractals and colour bars all make such hits)."""
     image = np.ascontiguousarray(frame[..., ::-1])  # the engines take BGR
-    boxes = [b for b in engine.detect(image) if b[2] > b[0] and b[3] > b[1]]
-    if not boxes:
-        return []
+    boxes = [b for b in engine.detect(image) if is_text_line(b, image.shape[0])]
+    if not boxes or not config.read_text:
+        return [TextBox(b) for b in boxes]
     crops = [image[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes]
     read = engine.recognize(crops)
     return [TextBox(b, t.strip(), s) for b, (t, s) in zip(boxes, read, strict=True)
             if s >= config.min_text_score and sum(c.isalnum() for c in t) >= config.min_text_chars]
+
+
+def is_text_line(box: Rect, frame_height: int) -> bool:
+    """Whether a detected box has the shape of a line of text (see ``MAX_LINE_HEIGHT``)."""
+    width, height = box[2] - box[0], box[3] - box[1]
+    return 0 < height <= MAX_LINE_HEIGHT * frame_height and width >= MIN_LINE_ASPECT * height
 
 
 def distinct_texts(texts: list[str]) -> list[str]:

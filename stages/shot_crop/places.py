@@ -1,10 +1,12 @@
-"""Text places: a shot's reads grouped by place, the video's persistent text (the same words read
-at one place in several shots), and the places a shot's crop must avoid.
+"""Text places: a shot's reads grouped by place, the video's persistent text (text at one place
+in several shots), and the places a shot's crop must avoid.
 
 OCR misses faint text now and then: a semi-transparent corner watermark over bright footage can
-go unread on every sampled frame of a shot while its neighbours read it. Text read with the same
-letters and digits at the same place in ``min_static_shots`` shots is therefore taken as the
-video's and excluded from every shot, including those whose frames missed it.
+go undetected on every sampled frame of a shot while its neighbours see it. Text seen at the
+same place in ``min_static_shots`` shots is therefore taken as the video's and excluded from
+every shot, including those whose frames missed it. Where the text was recognised
+(``read_text``), it must also have the same letters and digits there; unread boxes all share
+the empty text, so they match by place alone.
 """
 
 from __future__ import annotations

@@ -3,24 +3,28 @@ each shot to the largest source-aspect rectangle that leaves it and the black bo
 
 Per live shot, ``frames_per_shot`` frames spread through the shot are read at ``detect_width``
 from one sequential decode per piece (runs of shots up to ``chunk_s``, see
-:class:`~stages.base.ChunkedStage`), which holds one frame at a time. Text detection runs on each
-of them, and recognition only on the boxes it finds. Boxes on the shot's frames are grouped by
-place (:func:`stages.shot_crop.geometry.group_by_place`): a place seen on ``min_static_frames`` or
+:class:`~stages.base.ChunkedStage`), which holds one frame at a time. Text detection runs on
+each of them; a box without a text line's shape is texture
+(:func:`~stages.shot_crop.ocr.is_text_line`). The crop needs boxes only, so recognition runs
+(on the boxes) only with ``read_text``. Boxes on the shot's frames are grouped by place
+(:func:`stages.shot_crop.geometry.group_by_place`): a place seen on ``min_static_frames`` or
 more sampled frames is static text (a subtitle band whose words change stays one place).
 A place seen on fewer frames (a subtitle shown briefly, or text that moves) is excluded as well
 while ``exclude_transient`` is on: for training data, cutting a little picture is cheaper than
-keeping burned-in text. Once every piece is read, text read with the same words at one place in
-``min_static_shots`` shots is the video's (:mod:`stages.shot_crop.places`) and every shot
-excludes it, read there or not. The crop must avoid every excluded place, grown by
-``margin_px``; its corners are even (4:2:0 chroma crops to it exactly).
+keeping burned-in text. Once every piece is read, text seen at one place in
+``min_static_shots`` shots (with ``read_text``: the same words) is the video's
+(:mod:`stages.shot_crop.places`) and every shot excludes it, seen there or not. The crop must
+avoid every excluded place, grown by ``margin_px``; its corners are even (4:2:0 chroma crops to
+it exactly).
 
 Writes per live shot: ``ocr_frames`` (frames read), ``ocr_boxes`` ([x0, y0, x1, y1] in source
-pixels, one per excluded place), ``ocr_texts`` (the distinct texts read there, " | "-joined),
-``ocr_seen`` (on how many frames each place was seen; 0: the video's text, missed here),
-``crop_obstacles`` (the boxes grown by the margin: what :mod:`stages.shot_merge` keeps out of a
-sample's crop), ``crop_x/y/w/h`` (source pixels) and ``crop_kept_fraction`` (crop area over the
-full frame). A shot whose kept fraction is below ``min_kept_fraction`` is dropped with rule
-``text_covers_frame``. Per video: ``ocr_engine``.
+pixels, one per excluded place), ``ocr_texts`` (with ``read_text``: the distinct texts read
+there, " | "-joined; else null), ``ocr_seen`` (on how many frames each place was seen; 0: the
+video's text, missed here), ``crop_obstacles`` (the boxes grown by the margin: what
+:mod:`stages.shot_merge` keeps out of a sample's crop), ``crop_x/y/w/h`` (source pixels) and
+``crop_kept_fraction`` (crop area over the full frame). A shot whose kept fraction is below
+``min_kept_fraction`` is dropped with rule ``text_covers_frame``. Per video: ``ocr_engine`` and
+``ocr_device``.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class ShotCropStage(ChunkedStage[ShotCropConfig]):
     rules: ClassVar[type[StrEnum]] = ShotCropRule
     columns: ClassVar[tuple[Column, ...]] = (
         Column("ocr_engine", pa.string(), "the OCR engine that read the frames"),
+        Column("ocr_device", pa.string(), "where OCR ran: cpu, cuda (pieces on both: cpu,cuda)"),
     )
     shot_columns: ClassVar[tuple[Column, ...]] = (
         Column("ocr_boxes", pa.list_(pa.list_(pa.int32())),
@@ -101,9 +106,9 @@ class ShotCropStage(ChunkedStage[ShotCropConfig]):
         return [CropChunk(tuple(shots[i]["shot_index"] for i in group), grid)
                 for group in groups]
 
-    def process_chunk(self, record: Record, chunk: CropChunk
-                      ) -> list[tuple[int, int, list[Place]]] | ChunkFailure:
-        """(shot index, frames read, its text places) for each of the chunk's shots."""
+    def process_chunk(self, record: Record, chunk: CropChunk) -> CropResult | ChunkFailure:
+        """(shot index, frames read, its text places) for each of the chunk's shots, and the
+        device OCR ran on."""
         shots = [record["shots"][i] for i in chunk.shots]
         size = analysis_size(record["width"], record["height"], self.config.detect_width)
         plan = [shot_frames(s, self.config.frames_per_shot, s["end_frame"]) for s in shots]
@@ -116,14 +121,15 @@ class ShotCropStage(ChunkedStage[ShotCropConfig]):
         places = [shot_places([(i, _to_source(t.box, size, frame), t.text)
                                for i in indices for t in found[i]], self.config.same_place_overlap)
                   for indices in plan]
-        return [(index, len(indices), shot)
-                for index, indices, shot in zip(chunk.shots, plan, places, strict=True)]
+        return CropResult([(index, len(indices), shot) for index, indices, shot
+                           in zip(chunk.shots, plan, places, strict=True)], self._ocr().device)
 
-    def join(self, record: Record, results: list[list[tuple[int, int, list[Place]]]]) -> Record:
+    def join(self, record: Record, results: list[CropResult]) -> Record:
         """Write each shot's crop, clear of its own text and the video's persistent text; drop
         shots whose crop keeps too little of the frame."""
         record["ocr_engine"] = self.config.engine
-        read = [shot for result in results for shot in result]
+        record["ocr_device"] = ",".join(sorted({result.device for result in results})) or None
+        read = [shot for result in results for shot in result.shots]
         video = persistent_places([places for _, _, places in read], self.config)
         picture, frame = active_picture(record), (record["width"], record["height"])
         for index, frames, places in read:
@@ -179,6 +185,15 @@ class CropChunk:
     grid: FrameGrid | None
 
 
+@dataclass
+class CropResult:
+    """What one chunk's OCR found: (shot index, frames read, text places) per shot, and the
+    device it ran on."""
+
+    shots: list[tuple[int, int, list[Place]]]
+    device: str
+
+
 class DecodeError(RuntimeError):
     """The decoder could not open the video or give the frames asked for."""
 
@@ -213,7 +228,8 @@ def crop_shot(
     return {
         "ocr_frames": frames,
         "ocr_boxes": [list(p.box) for p in places],
-        "ocr_texts": [" | ".join(distinct_texts(list(p.texts))) for p in places],
+        "ocr_texts": ([" | ".join(distinct_texts(list(p.texts))) for p in places]
+                      if config.read_text else None),
         "ocr_seen": [len(p.frames) for p in places],
         "crop_obstacles": [list(o) for o in obstacles],
         "crop_x": crop[0], "crop_y": crop[1],
