@@ -4,6 +4,8 @@
   (the DiT's baseline self-attention and its per-shot cross-attention) or grouped by a
   ``SegmentPlan``, the latter on a ``Backend``: REFERENCE (CPU, any dtype), GPU (packed, cuDNN
   first) or AUTO.
+- ``grouped_autograd``: ``grouped_mean``, the MoGA layer's three groupings on fused kernels in
+  autograd nodes that save no gathered copies (its memory stays near dense attention's).
 - ``router``, ``stga``, ``moga``: Mixture-of-Groups Attention (a linear router sends each token
   to one of M groups; attention runs inside each group) beside static local attention (spatial
   windows x temporal groups that respect shot cuts, and per-frame attention).

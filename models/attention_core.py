@@ -15,7 +15,9 @@ flattened ``(B * N, H, D)`` tensor. ``Backend`` picks how a plan runs:
   backend on CPU in float64.
 - ``AUTO``: ``GPU`` for CUDA float16/bfloat16 tensors, else ``REFERENCE``.
 
-Dense attention is the same SDPA call whatever the backend.
+Dense attention is the same SDPA call whatever the backend. The MoGA layer runs its three
+groupings on the GPU backend through ``grouped_autograd.grouped_mean`` instead, which calls the
+fused kernels directly and keeps no gathered copies for the backward.
 
 cuDNN builds an execution plan for every attention shape it has not seen and caches it by exact
 shape: about 0.12 s of host time per new length for forward plus backward on an H100. MoGA's

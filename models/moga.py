@@ -1,10 +1,11 @@
 """MoGA self-attention layer: routed group attention plus STGA windows plus per-frame attention.
 
 The layer owns only the router; the caller owns the q/k/v/out projections and RoPE. Output per
-token (paper section 3.2): ``mean(p(g(x)|x) * MoGA(x), window(x), frame(x))``. Each of the three is
-one ``attention_core.attention`` call with its ``SegmentPlan`` on the layer's ``Backend``. The
-paper's Fig. 11 ablation keeps a subset of the three branches (``BRANCHES``) and takes the mean
-of those.
+token (paper section 3.2): ``mean(p(g(x)|x) * MoGA(x), window(x), frame(x))``, each branch a
+``SegmentPlan``. On the GPU backend the three are one ``grouped_autograd.grouped_mean`` call, which
+saves no gathered copies (CUDA float32/float64, which it has no kernels for, and the REFERENCE
+backend run one ``attention_core.attention`` call per branch). The paper's Fig. 11 ablation keeps
+a subset of the three branches (``BRANCHES``) and takes the mean of those.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch.distributed import ProcessGroup
 
 from models import sequence_parallel as sp
 from models.attention_core import Backend, SegmentPlan, attention, make_plan
+from models.grouped_autograd import fused_supported, grouped_mean
 from models.router import balance_loss, balance_metric, group_counts, route
 from models.stga import frame_plan, window_plan
 
@@ -60,7 +62,7 @@ class MoGASelfAttention(nn.Module):
         shot_context_frames: latent frames of each adjacent shot added to STGA keys/values.
         balance_alpha: weight of the group-balancing loss.
         backend: a ``Backend`` or its value: "reference" (pure PyTorch, any dtype and device),
-            "gpu" (the packed core: cuDNN on CUDA, PyTorch's SDPA elsewhere) or "auto" ("gpu" for
+            "gpu" (fused kernels: cuDNN on CUDA, see ``grouped_autograd``) or "auto" ("gpu" for
             CUDA fp16/bf16, else "reference"); any other value raises ValueError.
         temporal_frames: most latent frames in one STGA temporal group. The paper does not state
             it; 3 reproduces its sparsity figures for 5 s videos (1 - 1/M - 8.75%).
@@ -149,13 +151,17 @@ class MoGASelfAttention(nn.Module):
         if group_ids is not None:
             plans = {"moga": moga_plan(group_ids, self.num_groups), **plans}
             gates["moga"] = gate.reshape(-1).to(q.dtype)
-        outs = [attention(q, k, v, plan=plan, backend=self.backend, gate=gates.get(name))
-                for name, plan in plans.items()]
-        out = outs[0]
-        for other in outs[1:]:
-            out = out + other
+        if self.backend.resolve(q) is Backend.GPU and fused_supported(q):
+            out = grouped_mean(q, k, v, list(plans.values()), gates.get("moga"))  # MoGA first
+        else:
+            outs = [attention(q, k, v, plan=plan, backend=self.backend, gate=gates.get(name))
+                    for name, plan in plans.items()]
+            out = outs[0]
+            for other in outs[1:]:
+                out = out + other
+            out = out / len(outs)
         pairs = plans["moga"].pairs if "moga" in plans else 0
-        return (out / len(outs)).view(batch, tokens, heads, dim), pairs
+        return out.view(batch, tokens, heads, dim), pairs
 
     def _check(self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                grid: tuple[int, int, int], world: int) -> None:
