@@ -22,9 +22,17 @@ from stages.shot_crop.geometry import (
     intersection,
     largest_crop,
 )
-from stages.shot_crop.ocr import OcrEngine, build_engine, distinct_texts, ocr_device
+from stages.shot_crop.ocr import (
+    OcrEngine,
+    TextShape,
+    build_engine,
+    distinct_texts,
+    ocr_device,
+    read_text,
+    text_shape,
+)
 from stages.shot_crop.places import excluded_places, persistent_places, shot_places
-from stages.shot_crop.stage import ShotCropStage, crop_shot, shot_frames
+from stages.shot_crop.stage import CropResult, ShotCropStage, crop_shot, shot_frames
 from stages.shot_merge import ShotMergeConfig, ShotMergeStage
 from stages.video_score import VideoScoreConfig, VideoScoreStage
 from tests.media_text import FootageText, TextVideo, make_footage_text_video, make_text_video
@@ -171,6 +179,74 @@ def test_unread_text_at_one_place_in_several_shots_is_the_videos() -> None:
     ]]
     found = sorted(p.box for p in persistent_places(shots, config))
     assert found == [(280, 420, 580, 450), (698, 10, 840, 37)]
+
+
+def test_a_films_title_in_a_few_shots_is_not_the_videos_text() -> None:
+    """Opening titles at one place in 2 of 60 shots (the BBB film's case: 3 of 135) stay their
+    shots'; the same 2 shots of 10 are the video's text."""
+    title = shot_places([(0, (306, 288, 956, 360), ""), (1, (310, 290, 950, 358), "")], 0.5)
+    shots = [title, title] + [[] for _ in range(58)]
+    assert persistent_places(shots, ShotCropConfig()) == []
+    assert [p.box for p in persistent_places(shots[:10], ShotCropConfig())] == [
+        (306, 288, 956, 360)]
+    assert persistent_places(shots[:10], ShotCropConfig(min_static_share=0.3)) == []
+
+
+def test_the_videos_text_never_drops_a_shot_that_did_not_show_it() -> None:
+    """Text at mid-frame in two shots of three is the video's; the third shot, whose frames
+    did not show it, keeps its whole frame instead of being dropped; the corner text it shares
+    with them is still excluded."""
+    stage = ShotCropStage(ShotCropConfig())
+    centre, corner = (200, 150, 1080, 570), (1100, 10, 1270, 40)
+    seen = [(f, box, "") for f in (0, 1) for box in (centre, corner)]
+    record = {"width": 1280, "height": 720,
+              "shots": [{"shot_index": i, "start_frame": 10 * i, "end_frame": 10 * i + 10}
+                        for i in range(3)]}
+    result = CropResult([(0, 2, shot_places(seen, 0.5)), (1, 2, shot_places(seen, 0.5)),
+                         (2, 2, shot_places([(0, corner, "")], 0.5))], "cpu")
+    shots = stage.join(record, [result])["shots"]
+    assert [s.get("drop_rule") for s in shots] == ["text_covers_frame"] * 2 + [None]
+    assert shots[2]["ocr_boxes"] == [list(corner)]
+    assert shots[2]["crop_kept_fraction"] == pytest.approx((720 - 48) ** 2 / 720**2, abs=0.01)
+
+
+class _ListedBoxes:
+    """An OCR engine that finds ``boxes`` and reads each crop by its size from ``reads``."""
+
+    name, device = "listed", "cpu"
+
+    def __init__(self, boxes: list[Rect], reads: dict[tuple[int, int], tuple[str, float]]):
+        self.boxes, self.reads, self.asked = boxes, reads, []
+
+    def detect(self, image: np.ndarray) -> list[Rect]:
+        return self.boxes
+
+    def recognize(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
+        self.asked += [c.shape[:2] for c in crops]
+        return [self.reads[c.shape[:2]] for c in crops]
+
+
+def test_doubtful_boxes_are_kept_only_when_recognition_reads_text() -> None:
+    """The BBB film's boxes at 640x360 (measured): a subtitle line is kept unread; its two-line
+    title (0.51 high, 1.89 wide, read 0.81) is kept; grass read at 0.16 and a one-letter read
+    are dropped; a box 0.8 of the frame high is never asked."""
+    line, title, grass, letter, tall = ((100, 300, 540, 330), (155, 47, 500, 230),
+                                        (176, 71, 489, 249), (244, 119, 265, 131),
+                                        (10, 20, 300, 308))
+    assert [text_shape(b, 360) for b in (line, title, grass, letter, tall)] == [
+        TextShape.LINE, TextShape.DOUBTFUL, TextShape.DOUBTFUL, TextShape.DOUBTFUL,
+        TextShape.TEXTURE]
+    engine = _ListedBoxes([line, title, grass, letter, tall],
+                          {(183, 345): ("BUNKY", 0.81), (178, 313): ("中", 0.16),
+                           (12, 21): ("A", 0.80), (30, 440): ("HELLO WORLD", 0.95)})
+    frame = np.zeros((360, 640, 3), np.uint8)
+    found = read_text(engine, frame, ShotCropConfig())
+    assert [(t.box, t.text) for t in found] == [(line, ""), (title, "")]
+    assert engine.asked == [(183, 345), (178, 313), (12, 21)]  # not the line, not the tall box
+    engine.asked = []
+    found = read_text(engine, frame, ShotCropConfig(read_text=True))
+    assert [(t.box, t.text) for t in found] == [(line, "HELLO WORLD"), (title, "BUNKY")]
+    assert len(engine.asked) == 4
 
 
 def test_distinct_texts_merge_noisy_reads_of_one_line() -> None:

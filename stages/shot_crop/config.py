@@ -55,6 +55,10 @@ class ShotCropConfig(BaseModel):
         "same words) to count as the video's (a faint watermark OCR misses on some shots) and "
         "be excluded from every shot; 0: off."
     )
+    min_static_share: float = Field(
+        0.05, ge=0, le=1, description="Share of the video's read shots the video's text must "
+        "also be seen in: a title or credits in a few shots of a film is not a watermark."
+    )
     margin_px: int = Field(8, ge=0, description="Source pixels kept clear around each text place.")
     min_kept_fraction: float = Field(
         0.5, ge=0, le=1, description="Drop the shot when the crop keeps less of the frame."

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from difflib import SequenceMatcher
+from enum import StrEnum
 from typing import Protocol
 
 import numpy as np
@@ -12,13 +13,20 @@ import numpy as np
 from stages.shot_crop.config import ShotCropConfig
 from stages.shot_crop.geometry import Rect
 
-# A detected box is a line of text only if it is wider than tall and at most a third of the
-# frame high. Measured (benchmarks/RESULTS.md, issue 18): every texture hit of the detector on
-# fractals, colour bars, bikes and the BBB trailer spans 0.74 to 1.0 of the frame's height or
-# is taller than wide; every subtitle, watermark, caption and title line is 1.9 to 8 times as
-# wide as high and at most 0.33 of the frame high.
+# A detected box can be text only if it is at least 1.2 times as wide as high and at most 0.6 of
+# the frame high; it is clearly a text line if also at least 2.5 times as wide as high and at
+# most a third of the frame high. Boxes in between are recognised to be kept, even when words
+# are not asked for (``read_text``): they are few, and recognition tells the two kinds apart.
+# Measured (benchmarks/RESULTS.md, issue 18): texture hits of the detector on fractals and colour
+# bars span 0.74 to 1.0 of the frame's height; those in the BBB film's picture (grass, fur, a
+# leaf) are 1.13 to 2.74 times as wide as high, up to 0.49 of its height, and read as one
+# character or with scores of 0.14 to 0.36; its two-line title is one box 0.51 high and 1.89
+# wide, read at 0.81. Subtitle, watermark, caption and credits lines are 2.5 to 28 times as
+# wide as high and under a third of the frame high.
+MAX_TEXT_HEIGHT = 0.6
+MIN_TEXT_ASPECT = 1.2
 MAX_LINE_HEIGHT = 1 / 3
-MIN_LINE_ASPECT = 1.2
+MIN_LINE_ASPECT = 2.5
 
 
 @dataclass(frozen=True)
@@ -117,25 +125,42 @@ def ocr_device(device: str) -> str:
 
 
 def read_text(engine: OcrEngine, frame: np.ndarray, config: ShotCropConfig) -> list[TextBox]:
-    """Text lines on one RGB frame: detection on the whole frame, kept where a box has a text
-    line's shape, and with ``read_text`` recognition on those boxes.
+    """Text on one RGB frame: detection on the whole frame, boxes kept by shape
+    (:func:`text_shape`), recognition on the doubtful ones, or on all with ``read_text``.
 
-    Recognition then also vets detection: a box read with a low score or as a single character
-    is most often texture (foliage, fractals and colour bars all make such hits)."""
+    Recognition vets detection: a box read with a score under ``min_text_score`` or with fewer
+    than ``min_text_chars`` letters and digits is most often texture (foliage, fractals and
+    colour bars all make such hits). Without ``read_text`` the kept boxes carry no text."""
     image = np.ascontiguousarray(frame[..., ::-1])  # the engines take BGR
-    boxes = [b for b in engine.detect(image) if is_text_line(b, image.shape[0])]
-    if not boxes or not config.read_text:
-        return [TextBox(b) for b in boxes]
-    crops = [image[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes]
-    read = engine.recognize(crops)
-    return [TextBox(b, t.strip(), s) for b, (t, s) in zip(boxes, read, strict=True)
-            if s >= config.min_text_score and sum(c.isalnum() for c in t) >= config.min_text_chars]
+    shaped = [(b, text_shape(b, image.shape[0])) for b in engine.detect(image)]
+    boxes = [b for b, shape in shaped if shape is TextShape.LINE and not config.read_text]
+    asked = [b for b, shape in shaped if shape is TextShape.DOUBTFUL
+             or (shape is TextShape.LINE and config.read_text)]
+    read = engine.recognize([image[y0:y1, x0:x1] for x0, y0, x1, y1 in asked]) if asked else []
+    vetted = [TextBox(b, t.strip(), s) for b, (t, s) in zip(asked, read, strict=True)
+              if s >= config.min_text_score
+              and sum(c.isalnum() for c in t) >= config.min_text_chars]
+    if not config.read_text:
+        vetted = [TextBox(t.box) for t in vetted]
+    return [TextBox(b) for b in boxes] + vetted
 
 
-def is_text_line(box: Rect, frame_height: int) -> bool:
-    """Whether a detected box has the shape of a line of text (see ``MAX_LINE_HEIGHT``)."""
+class TextShape(StrEnum):
+    """What a detected box's shape says (see ``MIN_LINE_ASPECT``)."""
+
+    LINE = "line"
+    DOUBTFUL = "doubtful"
+    TEXTURE = "texture"
+
+
+def text_shape(box: Rect, frame_height: int) -> TextShape:
+    """Whether a detected box is shaped like a text line, could be text, or cannot be."""
     width, height = box[2] - box[0], box[3] - box[1]
-    return 0 < height <= MAX_LINE_HEIGHT * frame_height and width >= MIN_LINE_ASPECT * height
+    if not 0 < height <= MAX_TEXT_HEIGHT * frame_height or width < MIN_TEXT_ASPECT * height:
+        return TextShape.TEXTURE
+    if height <= MAX_LINE_HEIGHT * frame_height and width >= MIN_LINE_ASPECT * height:
+        return TextShape.LINE
+    return TextShape.DOUBTFUL
 
 
 def distinct_texts(texts: list[str]) -> list[str]:

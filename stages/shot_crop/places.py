@@ -3,14 +3,16 @@ in several shots), and the places a shot's crop must avoid.
 
 OCR misses faint text now and then: a semi-transparent corner watermark over bright footage can
 go undetected on every sampled frame of a shot while its neighbours see it. Text seen at the
-same place in ``min_static_shots`` shots is therefore taken as the video's and excluded from
-every shot, including those whose frames missed it. Where the text was recognised
-(``read_text``), it must also have the same letters and digits there; unread boxes all share
-the empty text, so they match by place alone.
+same place in ``min_static_shots`` shots, and in at least ``min_static_share`` of the shots, is
+therefore taken as the video's and excluded from every shot, including those whose frames
+missed it. The share keeps a film's title and credits (a few shots of hundreds) from cropping
+every other shot. Where the text was recognised (``read_text``), it must also have the same
+letters and digits there; unread boxes all share the empty text, so they match by place alone.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,7 +44,8 @@ def text_key(text: str) -> str:
 
 def persistent_places(shots: Sequence[Sequence[Place]], config: ShotCropConfig) -> list[Place]:
     """The video's persistent text: places read with the same :func:`text_key` at one place in
-    at least ``min_static_shots`` of ``shots`` (each a shot's places), overlapping ones merged.
+    at least ``min_static_shots`` of ``shots`` (each a shot's places) and in at least
+    ``min_static_share`` of them, overlapping ones merged.
 
     Equal boxes are gathered first (a watermark's box repeats to the pixel on most shots), so a
     film's thousand sightings of one watermark cost a few box comparisons, not a million."""
@@ -55,11 +58,13 @@ def persistent_places(shots: Sequence[Sequence[Place]], config: ShotCropConfig) 
             for text in place.texts:
                 first_read.setdefault(text_key(text), text)
                 shots_at.setdefault(text_key(text), {}).setdefault(place.box, set()).add(shot)
+    share = math.ceil(config.min_static_share * len(shots) - 1e-9)  # 0.05 * 60 > 3 in floats
+    needed = max(config.min_static_shots, share)
     found = []
     for key, boxes in shots_at.items():
         rects = list(boxes)
         for group in group_by_place([(0, b) for b in rects], config.same_place_overlap):
-            if len(set().union(*(boxes[rects[i]] for i in group))) >= config.min_static_shots:
+            if len(set().union(*(boxes[rects[i]] for i in group))) >= needed:
                 found.append(Place(union([rects[i] for i in group]), (first_read[key],)))
     merged = group_by_place([(0, p.box) for p in found], config.same_place_overlap)
     return [Place(union([found[i].box for i in group]),

@@ -4,18 +4,20 @@ each shot to the largest source-aspect rectangle that leaves it and the black bo
 Per live shot, ``frames_per_shot`` frames spread through the shot are read at ``detect_width``
 from one sequential decode per piece (runs of shots up to ``chunk_s``, see
 :class:`~stages.base.ChunkedStage`), which holds one frame at a time. Text detection runs on
-each of them; a box without a text line's shape is texture
-(:func:`~stages.shot_crop.ocr.is_text_line`). The crop needs boxes only, so recognition runs
-(on the boxes) only with ``read_text``. Boxes on the shot's frames are grouped by place
+each of them; a box shaped like a text line is kept, one that cannot be text is dropped, and
+one in between is kept only if recognition reads it as text
+(:func:`~stages.shot_crop.ocr.text_shape`). The crop needs boxes only, so recognition runs on
+every box only with ``read_text``. Boxes on the shot's frames are grouped by place
 (:func:`stages.shot_crop.geometry.group_by_place`): a place seen on ``min_static_frames`` or
 more sampled frames is static text (a subtitle band whose words change stays one place).
 A place seen on fewer frames (a subtitle shown briefly, or text that moves) is excluded as well
 while ``exclude_transient`` is on: for training data, cutting a little picture is cheaper than
 keeping burned-in text. Once every piece is read, text seen at one place in
-``min_static_shots`` shots (with ``read_text``: the same words) is the video's
-(:mod:`stages.shot_crop.places`) and every shot excludes it, seen there or not. The crop must
-avoid every excluded place, grown by ``margin_px``; its corners are even (4:2:0 chroma crops to
-it exactly).
+``min_static_shots`` shots and ``min_static_share`` of them (with ``read_text``: the same words)
+is the video's (:mod:`stages.shot_crop.places`) and every shot excludes it, seen there or not,
+unless excluding it would drop the shot: text a shot's own frames did not show never drops it.
+The crop must avoid every excluded place, grown by ``margin_px``; its corners are even (4:2:0
+chroma crops to it exactly).
 
 Writes per live shot: ``ocr_frames`` (frames read), ``ocr_boxes`` ([x0, y0, x1, y1] in source
 pixels, one per excluded place), ``ocr_texts`` (with ``read_text``: the distinct texts read
@@ -136,6 +138,10 @@ class ShotCropStage(ChunkedStage[ShotCropConfig]):
             shot = record["shots"][index]
             shot.update(crop_shot(excluded_places(places, video, self.config), frames, picture,
                                   frame, self.config))
+            if video and shot["crop_kept_fraction"] < self.config.min_kept_fraction:
+                # the video's text this shot's frames did not show never drops it
+                shot.update(crop_shot(excluded_places(places, [], self.config), frames,
+                                      picture, frame, self.config))
             kept = shot["crop_kept_fraction"]
             if kept < self.config.min_kept_fraction:
                 drop_shot(shot, self.name, ShotCropRule.TEXT_COVERS_FRAME, kept,
