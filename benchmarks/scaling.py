@@ -8,10 +8,13 @@ bf16 autocast, activation checkpointing. Every step is the trainer's own ``train
 time, tokens/s, peak memory, and the time spent inside the sequence-parallel all-to-alls and
 all-gathers (CUDA events around each ``torch.distributed`` call, so a rank's wait for its peers
 counts as collective time). ``--real-shards`` feeds the trainer's real data path (ShardStream,
-VAE and text encoder) instead of the synthetic sample.
+VAE and text encoder) instead of the synthetic sample. ``--emulate-sp P`` runs one process as
+rank 0 of a P-rank group (``LoopbackGroup``): one rank's compute and memory where only one GPU
+is lent, without the communication.
 
     torchrun --nproc-per-node 2 benchmarks/scaling.py --sp 2 --json $OUT/sp2.json
     torchrun --nproc-per-node 1 benchmarks/scaling.py --attention dense --layers 2
+    python benchmarks/scaling.py --emulate-sp 2 --json $OUT/sp2_rank0.json
     python -m torch.distributed.run --standalone --nproc-per-node 2 benchmarks/scaling.py \\
         --device cpu --config configs/train-tiny.yaml --sp 2 --groups 2 --window-grid 2 2 \\
         --frames 5 --height 4 --width 4 --shots 2
@@ -43,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.dit import MoGADiT, ShotText  # noqa: E402
 from models.shards import ClipSample, ShardStream  # noqa: E402
 from models.train_config import TrainConfig, load_train_config
-from models.trainer import EMA, Run, build_run, init_ranks, train_step
+from models.trainer import EMA, Ranks, Run, build_run, init_ranks, train_step
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "train-wan1.3b.yaml"
 # cuDNN first for every SDPA call (dense self-attention, shot cross-attention), as in dit_step.py.
@@ -102,6 +105,68 @@ class CollectiveTimer:
         return out
 
 
+class LoopbackGroup:
+    """Rank 0 of a ``size``-rank sequence-parallel group, emulated in one process.
+
+    Every peer is taken to hold a copy of this rank's tokens, so each collective on this group
+    returns what rank 0 of a real group receives, in shape and size, without communication: an
+    all-to-all gives every peer's chunk 0 (ours), an all-gather ``size`` copies, an all-reduce
+    ``size`` times the value. Compute and memory are then one rank's share of the real run (the
+    whole sequence with H / size heads inside attention, N / size tokens elsewhere); the time the
+    collectives take is not. Installs itself into ``torch.distributed``'s module functions, which
+    models/ looks up at each call; other groups go to the real functions.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        real = {name: getattr(dist, name) for name in
+                ("get_world_size", "get_rank", "all_to_all_single", "all_gather", "all_reduce")}
+
+        def get_world_size(group: Any = None) -> int:
+            return size if group is self else real["get_world_size"](group)
+
+        def get_rank(group: Any = None) -> int:
+            return 0 if group is self else real["get_rank"](group)
+
+        def all_to_all_single(out: torch.Tensor, x: torch.Tensor, *args: Any,
+                              group: Any = None, **kwargs: Any) -> Any:
+            if group is not self:
+                return real["all_to_all_single"](out, x, *args, group=group, **kwargs)
+            out.copy_(x[:1].expand_as(x))  # dim 0 is the peer: each sends us its chunk 0
+            return None
+
+        def all_gather(parts: list[torch.Tensor], x: torch.Tensor, group: Any = None,
+                       **kwargs: Any) -> Any:
+            if group is not self:
+                return real["all_gather"](parts, x, group=group, **kwargs)
+            for part in parts:
+                part.copy_(x)
+            return None
+
+        def all_reduce(x: torch.Tensor, *args: Any, group: Any = None, **kwargs: Any) -> Any:
+            if group is not self:
+                return real["all_reduce"](x, *args, group=group, **kwargs)
+            x.mul_(size)
+            return None
+
+        for fn in (get_world_size, get_rank, all_to_all_single, all_gather, all_reduce):
+            setattr(dist, fn.__name__, fn)
+
+
+def loopback_ranks(size: int) -> Ranks:
+    """This process as rank 0 of a ``size``-rank sequence-parallel group (DP 1) on GPU 0.
+
+    A one-process NCCL group stands in for the job's, so the model is wrapped in DDP as on a
+    real group: its gradient buckets (a second fp32 copy of the gradients) count in the peak.
+    """
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29512")
+    device = torch.device("cuda", 0)
+    torch.cuda.set_device(device)
+    dist.init_process_group("nccl", rank=0, world_size=1)
+    return Ranks(0, size, device, 0, 1, LoopbackGroup(size))
+
+
 class SyntheticEncoders:
     """Stands in for the trainer's Encoders: one fixed random sample's latents and captions."""
 
@@ -121,9 +186,9 @@ class SyntheticEncoders:
         return 0
 
 
-def synthetic_run(cfg: TrainConfig, args: argparse.Namespace) -> tuple[Run, Iterator[ClipSample]]:
+def synthetic_run(cfg: TrainConfig, args: argparse.Namespace,
+                  ranks: Ranks) -> tuple[Run, Iterator[ClipSample]]:
     """What ``build_run`` makes, with synthetic encoders, plus an endless stream of the sample."""
-    ranks = init_ranks(cfg.train.sequence_parallel)
     torch.manual_seed(cfg.train.seed)
     with ranks.device:  # initialise on the device: seconds, not minutes, at 1.4 B parameters
         core = MoGADiT(cfg.model)
@@ -186,9 +251,9 @@ def measure(run: Run, samples: Iterator[ClipSample], timer: CollectiveTimer,
 
 
 def summarize(per_rank: list[dict[str, Any]], args: argparse.Namespace,
-              cfg: TrainConfig, layers_full: int) -> dict[str, Any]:
-    """One result from every rank's steps: the slowest rank's step, the ranks' mean shares."""
-    world = len(per_rank)
+              cfg: TrainConfig, layers_full: int, world: int) -> dict[str, Any]:
+    """One result from every rank's steps (``world`` GPUs): the slowest rank's step, the ranks'
+    mean shares."""
     steps = []
     for i in range(args.warmup + args.steps):
         rows = [r["steps"][i] for r in per_rank]
@@ -228,6 +293,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--attention", choices=["moga", "dense"], default="moga")
     parser.add_argument("--sp", type=int, default=1, help="Ulysses degree (divides the heads)")
+    parser.add_argument("--emulate-sp", type=int, metavar="P",
+                        help="one process as rank 0 of a P-rank group (LoopbackGroup; CUDA, "
+                        "synthetic sample; no communication)")
     parser.add_argument("--layers", type=int, help="time this many blocks (default: all)")
     parser.add_argument("--groups", type=int, default=20, help="MoGA groups M")
     parser.add_argument("--window-grid", type=int, nargs=2, default=[4, 4])
@@ -251,16 +319,21 @@ def main() -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     elif not torch.cuda.is_available():
         sys.exit("scaling.py: --device cuda but no GPU; use --device cpu")
+    if args.emulate_sp and (args.device == "cpu" or args.real_shards or args.sp != 1
+                            or int(os.environ.get("WORLD_SIZE", "1")) > 1):
+        sys.exit("scaling.py: --emulate-sp runs one CUDA process on the synthetic sample")
+    sp = args.emulate_sp or args.sp
     base = load_train_config(args.config, args.overrides)
     overrides = [f"model.attention={args.attention}", f"model.num_groups={args.groups}",
-                 f"model.window_grid={args.window_grid}", f"train.sequence_parallel={args.sp}",
+                 f"model.window_grid={args.window_grid}", f"train.sequence_parallel={sp}",
                  *([f"model.num_layers={args.layers}"] if args.layers else []), *args.overrides]
     cfg = load_train_config(args.config, overrides)
     cuda = args.device == "cuda"
+    ranks = loopback_ranks(sp) if args.emulate_sp else None  # before the timer wraps dist
     timer = CollectiveTimer(cuda)
     try:
-        run, samples = (shard_run(cfg, args.real_shards) if args.real_shards
-                        else synthetic_run(cfg, args))
+        run, samples = (shard_run(cfg, args.real_shards) if args.real_shards else synthetic_run(
+            cfg, args, ranks or init_ranks(cfg.train.sequence_parallel)))
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         mine: dict[str, Any] = {"steps": measure(run, samples, timer, args.warmup + args.steps)}
@@ -277,10 +350,11 @@ def main() -> None:
     if int(os.environ.get("RANK", "0")) == 0:
         errors = [r["error"] for r in per_rank if "error" in r]
         result = {"error": errors[0], "peak_gib_per_gpu": [r["peak_gib"] for r in per_rank]} \
-            if errors else summarize(per_rank, args, cfg, base.model.num_layers)
+            if errors else summarize(per_rank, args, cfg, base.model.num_layers, sp)
         header = {
             "torch": torch.__version__, "device": torch.cuda.get_device_name() if cuda else "cpu",
-            "command": " ".join(sys.argv), "world": world, "sp": args.sp, "dp": world // args.sp,
+            "command": " ".join(sys.argv), "world": sp if args.emulate_sp else world, "sp": sp,
+            "dp": 1 if args.emulate_sp else world // sp, "emulated_rank0_of_sp": args.emulate_sp,
             "attention": args.attention, "layers": cfg.model.num_layers,
             "layers_full": base.model.num_layers, "groups": args.groups,
             "window_grid": args.window_grid, "precision": cfg.train.precision,

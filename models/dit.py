@@ -15,10 +15,12 @@ with ``moga`` is Table 4's M = 1, full attention + STGA.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from torch.distributed import ProcessGroup
@@ -27,7 +29,7 @@ from torch.utils.checkpoint import checkpoint
 from models import sequence_parallel as sp
 from models.attention_core import Backend, attention
 from models.moga import BRANCHES, MoGASelfAttention, MoGAStats
-from models.rope import apply_rope, axis_dims, rope_angles
+from models.rope import axis_dims, rope_angles, rope_cos_sin, rotate, upcast
 
 
 class DiTConfig(BaseModel):
@@ -56,6 +58,9 @@ class DiTConfig(BaseModel):
                                      "added to STGA keys/values at a shot cut.")
     balance_alpha: float = Field(0.1, ge=0)
     attention_backend: Backend = Backend.AUTO
+    compile_pointwise: bool = Field(True, description="On CUDA, torch.compile each block's "
+                                    "norms, adaLN modulation and q/k RoPE into fused kernels "
+                                    "(same math, fewer passes over memory); CPU runs them eagerly.")
     rope_theta: float = 10000.0
     eps: float = 1e-6
 
@@ -103,13 +108,49 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([args.cos(), args.sin()], dim=-1)
 
 
+def modulated_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                   scale: torch.Tensor | None, shift: torch.Tensor | None,
+                   eps: float) -> torch.Tensor:
+    """LayerNorm of x (B, n, dim) in at least fp32, then ``* (1 + scale) + shift`` ((B, dim)
+    each) where given; returned in x's dtype."""
+    h = F.layer_norm(upcast(x), x.shape[-1:], weight, bias, eps)
+    if scale is not None:
+        h = h * (1 + upcast(scale)[:, None]) + upcast(shift)[:, None]
+    return h.to(x.dtype)
+
+
+def norm_rope(x: torch.Tensor, weight: torch.Tensor, eps: float, heads: int,
+              rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """RMSNorm of x (B, n, dim) in at least fp32, split into heads (B, n, H, D), then RoPE where
+    ``rope`` (``rope_cos_sin``) is given; returned in x's dtype."""
+    h = F.rms_norm(upcast(x), x.shape[-1:], weight, eps).unflatten(-1, (heads, -1))
+    return (h if rope is None else rotate(h, *rope)).to(x.dtype)
+
+
+_COMPILED: dict[Callable, Callable] = {}
+
+
+def pointwise(fn: Callable[..., torch.Tensor], x: torch.Tensor,
+              compiled: bool) -> Callable[..., torch.Tensor]:
+    """``fn`` as one torch.compile'd kernel where ``compiled`` and ``x`` is on CUDA, else as is.
+
+    Eagerly each of these takes 4 to 10 passes over the block's activations in fp32, and as many
+    again in backward; fused it is one bf16 read and write each way.
+    """
+    if not (compiled and x.is_cuda):
+        return fn
+    if fn not in _COMPILED:
+        _COMPILED[fn] = torch.compile(fn)
+    return _COMPILED[fn]
+
+
 class SelfAttention(nn.Module):
     """q/k/v projections, q/k RMSNorm, 3D RoPE, then MoGA and/or STGA (``cfg.attention``'s
     branches) or dense attention."""
 
     def __init__(self, cfg: DiTConfig) -> None:
         super().__init__()
-        self.num_heads = cfg.num_heads
+        self.num_heads, self.eps, self.compiled = cfg.num_heads, cfg.eps, cfg.compile_pointwise
         self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim)
         self.q_norm = nn.RMSNorm(cfg.dim, eps=cfg.eps)
         self.k_norm = nn.RMSNorm(cfg.dim, eps=cfg.eps)
@@ -122,21 +163,21 @@ class SelfAttention(nn.Module):
                 backend=cfg.attention_backend, temporal_frames=cfg.temporal_frames,
                 branches=BRANCHES[cfg.attention])
 
-    def forward(self, x: torch.Tensor, angles: torch.Tensor, grid: tuple[int, int, int],
-                shot_starts: list[int], sp_group: ProcessGroup | None
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+                grid: tuple[int, int, int], shot_starts: list[int], sp_group: ProcessGroup | None
                 ) -> tuple[torch.Tensor, MoGAStats | None]:
-        """x (B, n, dim), angles (n, head_dim/2) -> (B, n, dim) and MoGA stats (None without a
-        router: dense or stga_only).
+        """x (B, n, dim), rope (``rope_cos_sin`` of n tokens) -> (B, n, dim) and MoGA stats
+        (None without a router: dense or stga_only).
 
         n is this rank's slice of the N = prod(grid) tokens under sequence parallelism, else N.
         """
         q, k, v = self.qkv(x).chunk(3, dim=-1)
-        shape = (*x.shape[:2], self.num_heads, -1)
+        v = v.unflatten(-1, (self.num_heads, -1))  # (B, n, H, D)
         # Norm and rotate in fp32, then back to the compute dtype (bf16 under autocast), which
         # the fused attention kernels need.
-        v = v.view(shape)
-        q = apply_rope(self.q_norm(q.float()).view(shape), angles).to(v.dtype)  # (B, n, H, D)
-        k = apply_rope(self.k_norm(k.float()).view(shape), angles).to(v.dtype)
+        fn = pointwise(norm_rope, x, self.compiled)
+        q = fn(q, self.q_norm.weight, self.eps, self.num_heads, rope)  # (B, n, H, D)
+        k = fn(k, self.k_norm.weight, self.eps, self.num_heads, rope)
         if self.moga is not None:
             o, stats = self.moga(x, q, k, v, grid, shot_starts, sp_group=sp_group)
             return self.out(o.flatten(2)), stats
@@ -151,9 +192,9 @@ class SelfAttention(nn.Module):
 class ShotCrossAttention(nn.Module):
     """Cross-attention where the video tokens of shot s attend only to shot s's text tokens."""
 
-    def __init__(self, dim: int, num_heads: int, eps: float) -> None:
+    def __init__(self, dim: int, num_heads: int, eps: float, compiled: bool = False) -> None:
         super().__init__()
-        self.num_heads = num_heads
+        self.num_heads, self.eps, self.compiled = num_heads, eps, compiled
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
         self.q_norm = nn.RMSNorm(dim, eps=eps)
@@ -164,11 +205,10 @@ class ShotCrossAttention(nn.Module):
                 spans: list[tuple[int, int, int]]) -> torch.Tensor:
         """x (B, n, dim), text (B, S, L, dim), mask (B, S, L), (shot, a, b) spans tiling n
         -> (B, n, dim)."""
-        q = self.q_norm(self.q(x).float()).unflatten(-1, (self.num_heads, -1))  # (B, n, H, D)
         k, v = self.kv(text).chunk(2, dim=-1)
-        q = q.to(v.dtype)
-        k = self.k_norm(k.float()).to(v.dtype)
-        k = k.unflatten(-1, (self.num_heads, -1))  # (B, S, L, H, D)
+        q = pointwise(norm_rope, x, self.compiled)(self.q(x), self.q_norm.weight, self.eps,
+                                                   self.num_heads, None)  # (B, n, H, D)
+        k = norm_rope(k, self.k_norm.weight, self.eps, self.num_heads, None)  # (B, S, L, H, D)
         v = v.unflatten(-1, (self.num_heads, -1))
         # Shots are contiguous token ranges, so one dense call per shot gives the block-diagonal
         # shot-to-caption pattern without an n x (S*L) mask.
@@ -181,7 +221,7 @@ class BlockInputs:
     """What every block reads besides the hidden states (one forward pass's constants)."""
 
     e: torch.Tensor  # (B, 6, dim) timestep modulation
-    angles: torch.Tensor  # (n, head_dim / 2) RoPE angles of this rank's tokens
+    rope: tuple[torch.Tensor, torch.Tensor]  # RoPE cos, sin (n, 1, head_dim) of this rank
     grid: tuple[int, int, int]  # whole-sequence token grid
     shot_starts: list[int]
     spans: list[tuple[int, int, int]]  # this rank's (shot, a, b) token spans
@@ -198,11 +238,13 @@ class DiTBlock(nn.Module):
         self.norm1 = nn.LayerNorm(cfg.dim, eps=cfg.eps, elementwise_affine=False)
         self.self_attn = SelfAttention(cfg)
         self.norm2 = nn.LayerNorm(cfg.dim, eps=cfg.eps)
-        self.cross_attn = ShotCrossAttention(cfg.dim, cfg.num_heads, cfg.eps)
+        self.cross_attn = ShotCrossAttention(cfg.dim, cfg.num_heads, cfg.eps,
+                                             cfg.compile_pointwise)
         self.norm3 = nn.LayerNorm(cfg.dim, eps=cfg.eps, elementwise_affine=False)
         self.mlp = nn.Sequential(nn.Linear(cfg.dim, cfg.ffn_dim), nn.GELU(approximate="tanh"),
                                  nn.Linear(cfg.ffn_dim, cfg.dim))
         self.modulation = nn.Parameter(torch.randn(1, 6, cfg.dim) / cfg.dim**0.5)
+        self.eps, self.compiled = cfg.eps, cfg.compile_pointwise
 
     def forward(self, x: torch.Tensor, inp: BlockInputs) -> tuple[torch.Tensor, MoGAStats | None]:
         """x (B, n, dim) -> (B, n, dim) and the layer's MoGA stats (None without a router)."""
@@ -210,12 +252,14 @@ class DiTBlock(nn.Module):
         # inputs activation checkpointing keeps (17 GB instead of 35 GB at 187k tokens, 30 layers).
         mod = (self.modulation + inp.e).to(x.dtype)
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.unbind(1)
-        h = self.norm1(x) * (1 + scale1[:, None]) + shift1[:, None]
-        attn, stats = self.self_attn(h, inp.angles, inp.grid, inp.shot_starts, inp.sp_group)
-        x = x + gate1[:, None] * attn
-        x = x + self.cross_attn(self.norm2(x), inp.context, inp.mask, inp.spans)
-        h = self.norm3(x) * (1 + scale2[:, None]) + shift2[:, None]
-        return x + gate2[:, None] * self.mlp(h), stats
+        norm = pointwise(modulated_norm, x, self.compiled)
+        h = norm(x, None, None, scale1, shift1, self.eps)
+        attn, stats = self.self_attn(h, inp.rope, inp.grid, inp.shot_starts, inp.sp_group)
+        x = torch.addcmul(x, gate1[:, None], attn)
+        h = norm(x, self.norm2.weight, self.norm2.bias, None, None, self.eps)
+        x = x + self.cross_attn(h, inp.context, inp.mask, inp.spans)
+        h = norm(x, None, None, scale2, shift2, self.eps)
+        return torch.addcmul(x, gate2[:, None], self.mlp(h)), stats
 
 
 class MoGADiT(nn.Module):
@@ -261,7 +305,7 @@ class MoGADiT(nn.Module):
         angles = rope_angles(grid, self.cfg.dim // self.cfg.num_heads, self.cfg.rope_theta,
                              x.device)[lo:hi]
         inp = BlockInputs(
-            e=self.time_proj(t_emb).unflatten(1, (6, -1)), angles=angles, grid=grid,
+            e=self.time_proj(t_emb).unflatten(1, (6, -1)), rope=rope_cos_sin(angles), grid=grid,
             shot_starts=list(shot_starts),
             spans=shot_token_spans(list(shot_starts), grid[0], grid[1] * grid[2], (lo, hi)),
             context=self.text_embed(text.embeddings), mask=text.mask, sp_group=sp_group)

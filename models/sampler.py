@@ -57,20 +57,33 @@ def generate(model: MoGADiT, enc: Encoders, prompts: list[str], num_frames: int,
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn((1, enc.vae.z_dim, latent_frames, height // space, width // space),
                     generator=generator).to(enc.device)
-    ts = torch.linspace(1.0, 0.0, steps + 1)
-    ts = shift * ts / (1 + (shift - 1) * ts)
-    autocast = torch.autocast(enc.device.type, dtype=torch.bfloat16,
-                              enabled=enc.device.type == "cuda")
-    grid = (latent_frames, *(s // model.cfg.patch_size[i + 1]
-                             for i, s in enumerate(x.shape[3:])))
+    ts = flow_times(steps, shift)
     for t, t_next in zip(ts[:-1], ts[1:], strict=True):
-        with autocast:
-            v = _velocity(model, x, t, cond, shot_starts, grid)
-            if guidance != 1.0:
-                v_uncond = _velocity(model, x, t, uncond, shot_starts, grid)
-                v = v_uncond + guidance * (v - v_uncond)
-        x = x + (t_next - t).item() * v
+        x = euler_step(model, x, t, t_next, cond, uncond, shot_starts, guidance)
     return enc.vae.decode(x)[0]
+
+
+def flow_times(steps: int, shift: float) -> torch.Tensor:
+    """The ``steps + 1`` flow times from 1 (noise) to 0 (data), shifted towards noise."""
+    ts = torch.linspace(1.0, 0.0, steps + 1)
+    return shift * ts / (1 + (shift - 1) * ts)
+
+
+@torch.no_grad()
+def euler_step(model: MoGADiT, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor,
+               cond: ShotText, uncond: ShotText, shot_starts: list[int],
+               guidance: float) -> torch.Tensor:
+    """Latents (1, C, F, H, W) moved from flow time t to t_next: one model call on ``cond``,
+    and with guidance (!= 1) a second on ``uncond``; bf16 autocast on CUDA."""
+    autocast = torch.autocast(x.device.type, dtype=torch.bfloat16,
+                              enabled=x.device.type == "cuda")
+    grid = tuple(s // p for s, p in zip(x.shape[2:], model.cfg.patch_size, strict=True))
+    with autocast:
+        v = _velocity(model, x, t, cond, shot_starts, grid)
+        if guidance != 1.0:
+            v_uncond = _velocity(model, x, t, uncond, shot_starts, grid)
+            v = v_uncond + guidance * (v - v_uncond)
+    return x + (t_next - t).item() * v
 
 
 def _velocity(model: MoGADiT, x: torch.Tensor, t: torch.Tensor, text: ShotText,
