@@ -21,7 +21,9 @@ class EncodeConfig(BaseModel):
         "worker works (a GPU with a video encoder; give the stage a GPU share), else libx264.")
     crf: int = Field(20, ge=0, le=51, description="x264 constant rate factor; NVENC's constant "
                      "quality (-cq) on the same scale.")
-    preset: str = Field("veryfast", description="x264 preset.")
+    preset: str = Field("veryfast", description="x264 preset; superfast at CRF 22 matches "
+                        "veryfast CRF 20's quality with 0.6-0.8x the encoder CPU and 1.2-1.5x "
+                        "the bytes (benchmarks/encode_presets.py).")
     nvenc_preset: str = Field("p4", description="NVENC preset, p1 (fastest) to p7 (best).")
     chunk_s: float | None = Field(
         300.0, gt=0, description="Seconds of source per parallel piece of one video's encode "
