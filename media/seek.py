@@ -118,17 +118,16 @@ def _checked(frames: Iterator, grid: FrameGrid) -> Iterator[tuple[int, float, ob
         raise GridMismatch(f"the stream ended after frame {expected - 1} of {grid.num_frames}")
 
 
-def iter_frames_at(path: str, indices: list[int], grid: FrameGrid | None,
-                   skip_loop_filter: bool = False) -> Iterator[tuple[int, object]]:
+def iter_frames_at(path: str, indices: list[int], grid: FrameGrid | None
+                   ) -> Iterator[tuple[int, object]]:
     """(index, PyAV frame) for each of the sorted ``indices``, from one sequential decode that
     starts at the keyframe before the first (from frame 0 without a ``grid``) and stops after
     the last. Only one decoded frame is held at a time, so memory does not depend on the span
-    or the video's length. ``skip_loop_filter`` skips deblocking (analysis decodes). Raises
-    ValueError if the stream ends before an index."""
+    or the video's length. Raises ValueError if the stream ends before an index."""
     if not indices:
         return
-    frames = (iter_frames_from(path, grid, indices[0], skip_loop_filter) if grid is not None
-              else iter_timed_frames(path, skip_loop_filter))
+    frames = (iter_frames_from(path, grid, indices[0]) if grid is not None
+              else iter_timed_frames(path))
     wanted = iter(indices)
     target = next(wanted)
     for index, _, frame in frames:

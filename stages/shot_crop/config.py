@@ -25,9 +25,6 @@ class ShotCropConfig(BaseModel):
     )
     frames_per_shot: int = Field(3, ge=1, description="Frames read per shot, spread through it.")
     detect_width: int = Field(640, ge=64, description="Width frames are decoded and read at.")
-    fast_decode: bool = Field(
-        True, description="Skip the H.264/HEVC deblocking filter in the OCR decode (about a "
-        "fifth less decode CPU; text boxes unchanged on the test videos).")
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where RapidOCR runs: auto takes the GPU when onnxruntime has its "
         "CUDA provider (the onnxruntime-gpu package) and the worker has a GPU (give the stage "

@@ -3,8 +3,7 @@ each shot to the largest source-aspect rectangle that leaves it and the black bo
 
 Per live shot, ``frames_per_shot`` frames spread through the shot are read at ``detect_width``
 from one sequential decode per piece (runs of shots up to ``chunk_s``, see
-:class:`~stages.base.ChunkedStage`), which holds one frame at a time and, with ``fast_decode``,
-skips deblocking (a fifth of the decode's CPU). Text detection runs on
+:class:`~stages.base.ChunkedStage`), which holds one frame at a time. Text detection runs on
 each of them; a box shaped like a text line is kept, one that cannot be text is dropped, and
 one in between is kept only if recognition reads it as text
 (:func:`~stages.shot_crop.ocr.text_shape`). The crop needs boxes only, so recognition runs on
@@ -160,14 +159,13 @@ class ShotCropStage(ChunkedStage[ShotCropConfig]):
                         size: tuple[int, int]) -> dict[int, list[TextBox]]:
         """Text on frames ``indices``, seeking by ``grid``; counted from the first frame instead
         when a decoded frame is not where the grid's timestamps put it."""
-        fast = self.config.fast_decode
         try:
-            return self._read_text(iter_frames_at(path, indices, grid, fast), size)
+            return self._read_text(iter_frames_at(path, indices, grid), size)
         except DecodeError as err:
             if grid is None or not isinstance(err.__cause__, GridMismatch):
                 raise
             log.info("OCR of %s counts frames from the start: %s", path, err)
-        return self._read_text(iter_frames_at(path, indices, None, fast), size)
+        return self._read_text(iter_frames_at(path, indices, None), size)
 
     def _read_text(self, frames: Iterator[tuple[int, Any]], size: tuple[int, int]
                    ) -> dict[int, list[TextBox]]:
