@@ -1,10 +1,11 @@
-"""OCR detection alone against detection plus recognition, at several detection widths.
+"""The OCR detector's raw boxes against the stage's (``read_text`` with the default config: boxes
+kept by shape, doubtful ones vetted by recognition), at several detection widths.
 
 The shot crop needs text boxes, not text. This measures, on the test suite's text videos (with
-their true text masks) and on text-free footage, what recognition adds and what a smaller
+their true text masks) and on text-free footage, what the stage's vetting removes and what a smaller
 detection width loses: per setting, the true text pixels left outside every box (must be 0
 for a crop to be clean), boxes that cover no text (texture hits that shrink a crop for
-nothing), and CPU milliseconds per frame of detection and of recognition.
+nothing), and CPU milliseconds per frame.
 
     python3 -m benchmarks.ocr_detection [--widths 640,480,384,320] [--json PATH]
 """
@@ -78,7 +79,8 @@ def build_videos(folder: Path) -> dict[str, tuple[Path, Path | None]]:
 
 def measure(engine: RapidOcrEngine, frames: np.ndarray, masks: np.ndarray | None,
             width: int, recognise: bool, config: ShotCropConfig) -> Tally:
-    """Boxes on each frame (detection at ``width``, then recognition's vetting if asked)."""
+    """Boxes on each frame: detection at ``width``, then, with ``recognise``, the stage's
+    ``read_text`` (shape rules, doubtful boxes recognised) instead of the raw boxes."""
     import cv2
 
     tally = Tally()
@@ -119,7 +121,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, (video, mask) in build_videos(Path(tmp)).items():
             rows += _video_rows(name, video, mask, widths, config)
-    print("| video | width | recognition | missed text px | boxes | boxes on no text | "
+    print("| video | width | stage vetting | missed text px | boxes | boxes on no text | "
           "ms / frame |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:
