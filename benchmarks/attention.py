@@ -101,6 +101,23 @@ def fwd_bwd(fn: Callable[[], torch.Tensor], inputs: list[torch.Tensor],
     return lambda: torch.autograd.grad(fn(), inputs, grad)
 
 
+def layer_steps(layer: MoGASelfAttention, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
+                v: torch.Tensor, grad: torch.Tensor, grid: tuple[int, int, int],
+                shots: list[int]) -> tuple[Callable[[], object], Callable[[], object]]:
+    """The layer's forward and its fwd+bwd (router included)."""
+    params = [q, k, v, layer.router.weight, layer.router.bias]
+
+    def forward() -> torch.Tensor:
+        return layer(x, q, k, v, grid, shots)[0]
+
+    def step() -> object:
+        out, stats = layer(x, q, k, v, grid, shots)
+        return torch.autograd.grad([out, stats.balance_loss], params,
+                                   [grad, torch.ones_like(stats.balance_loss)])
+
+    return forward, step
+
+
 def time_pair(name: str, fn: Callable[[], object], step: Callable[[], object], pairs: int,
               reps: int, warmup: int = 2) -> dict[str, float]:
     """Medians and TFLOP/s of fn (forward, timed without autograd) and step (fwd+bwd)."""
@@ -217,15 +234,7 @@ def bench_size(name: str, out_dir: Path) -> dict[str, object]:
     layer_pairs = plan.pairs + sum(p.pairs for p in static)
     print(f"{name}: N={tokens} grid={grid} M={groups} group sizes={list(plan.q_lens)} "
           f"(CV {cv:.2f}) FLOP ratio dense/layer={tokens**2 / layer_pairs:.2f}", flush=True)
-    params = [q, k, v, layer.router.weight, layer.router.bias]
-
-    def layer_fwd() -> torch.Tensor:
-        return layer(x, q, k, v, grid, shots)[0]
-
-    def layer_step() -> object:
-        out, stats = layer(x, q, k, v, grid, shots)
-        return torch.autograd.grad([out, stats.balance_loss], params,
-                                   [grad, torch.ones_like(stats.balance_loss)])
+    layer_fwd, layer_step = layer_steps(layer, x, q, k, v, grad, grid, shots)
 
     rows = {"dense cuDNN SDPA": time_pair("dense cuDNN SDPA", lambda: dense(q, k, v),
                                           fwd_bwd(lambda: dense(q, k, v), [q, k, v], grad),

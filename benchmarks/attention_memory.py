@@ -36,6 +36,7 @@ from benchmarks.attention import (  # noqa: E402
     calibrated_layer,
     dense,
     held_gib,
+    layer_steps,
     median_ms,
     peak_gib,
     profile_layer,
@@ -140,23 +141,6 @@ def check_grouped_mean() -> dict[str, float]:
     print("grouped_mean bf16 rel. error vs float64: "
           + ", ".join(f"{n} {e:.1e}" for n, e in errors.items()), flush=True)
     return errors
-
-
-def layer_steps(layer: MoGASelfAttention, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
-                v: torch.Tensor, grad: torch.Tensor, grid: tuple[int, int, int],
-                shots: list[int]) -> tuple[Callable[[], object], Callable[[], object]]:
-    """The layer's forward and its fwd+bwd (router included)."""
-    params = [q, k, v, layer.router.weight, layer.router.bias]
-
-    def forward() -> torch.Tensor:
-        return layer(x, q, k, v, grid, shots)[0]
-
-    def step() -> object:
-        out, stats = layer(x, q, k, v, grid, shots)
-        return torch.autograd.grad([out, stats.balance_loss], params,
-                                   [grad, torch.ones_like(stats.balance_loss)])
-
-    return forward, step
 
 
 def measure_memory(step: Callable[[], object], forward: Callable[[], object],
