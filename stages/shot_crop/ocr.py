@@ -133,16 +133,15 @@ def read_text(engine: OcrEngine, frame: np.ndarray, config: ShotCropConfig) -> l
     colour bars all make such hits). Without ``read_text`` the kept boxes carry no text."""
     image = np.ascontiguousarray(frame[..., ::-1])  # the engines take BGR
     shaped = [(b, text_shape(b, image.shape[0])) for b in engine.detect(image)]
-    boxes = [b for b, shape in shaped if shape is TextShape.LINE and not config.read_text]
-    asked = [b for b, shape in shaped if shape is TextShape.DOUBTFUL
-             or (shape is TextShape.LINE and config.read_text)]
+    unread = [] if config.read_text else [b for b, s in shaped if s is TextShape.LINE]
+    asked = [b for b, s in shaped
+             if s is TextShape.DOUBTFUL or (s is TextShape.LINE and config.read_text)]
     read = engine.recognize([image[y0:y1, x0:x1] for x0, y0, x1, y1 in asked]) if asked else []
-    vetted = [TextBox(b, t.strip(), s) for b, (t, s) in zip(asked, read, strict=True)
+    vetted = [TextBox(b, *((t.strip(), s) if config.read_text else ()))
+              for b, (t, s) in zip(asked, read, strict=True)
               if s >= config.min_text_score
               and sum(c.isalnum() for c in t) >= config.min_text_chars]
-    if not config.read_text:
-        vetted = [TextBox(t.box) for t in vetted]
-    return [TextBox(b) for b in boxes] + vetted
+    return [TextBox(b) for b in unread] + vetted
 
 
 class TextShape(StrEnum):

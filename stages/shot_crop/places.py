@@ -12,7 +12,6 @@ letters and digits there; unread boxes all share the empty text, so they match b
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,13 +57,15 @@ def persistent_places(shots: Sequence[Sequence[Place]], config: ShotCropConfig) 
             for text in place.texts:
                 first_read.setdefault(text_key(text), text)
                 shots_at.setdefault(text_key(text), {}).setdefault(place.box, set()).add(shot)
-    share = math.ceil(config.min_static_share * len(shots) - 1e-9)  # 0.05 * 60 > 3 in floats
-    needed = max(config.min_static_shots, share)
+    def enough(count: int) -> bool:  # count / n, not share * n: 0.05 * 60 is above 3 in floats
+        return (count >= config.min_static_shots
+                and count / len(shots) >= config.min_static_share)
+
     found = []
     for key, boxes in shots_at.items():
         rects = list(boxes)
         for group in group_by_place([(0, b) for b in rects], config.same_place_overlap):
-            if len(set().union(*(boxes[rects[i]] for i in group))) >= needed:
+            if enough(len(set().union(*(boxes[rects[i]] for i in group)))):
                 found.append(Place(union([rects[i] for i in group]), (first_read[key],)))
     merged = group_by_place([(0, p.box) for p in found], config.same_place_overlap)
     return [Place(union([found[i].box for i in group]),
